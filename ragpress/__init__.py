@@ -1,0 +1,50 @@
+"""ragpress: compress the context a RAG pipeline sends to an LLM.
+
+>>> import ragpress
+>>> result = ragpress.compress(documents, query, method="metatoken")
+>>> result.text, result.ratio
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ragpress._runtime_check import ensure_single_onnxruntime
+from ragpress.base import Compressor
+from ragpress.registry import available, get_compressor, register
+from ragpress.tokenization import get_target_tokenizer
+from ragpress.types import CompressionRequest, CompressionResult, ScoredSpan, Span
+
+ensure_single_onnxruntime()
+
+DEFAULT_METHOD = "metatoken"
+
+__all__ = [
+    "DEFAULT_METHOD",
+    "CompressionRequest",
+    "CompressionResult",
+    "Compressor",
+    "ScoredSpan",
+    "Span",
+    "available",
+    "compress",
+    "get_compressor",
+    "get_target_tokenizer",
+    "register",
+]
+__version__ = "0.1.0"
+
+
+def compress(
+    context: str | Sequence[str],
+    query: str | None = None,
+    *,
+    method: str = DEFAULT_METHOD,
+    rate: float | None = None,
+    target_tokens: int | None = None,
+    **options: Any,
+) -> CompressionResult:
+    """One call: build the compressor ``method`` with ``options`` and compress ``context``."""
+    compressor = get_compressor(method, **options)
+    return compressor.compress(context, query, rate=rate, target_tokens=target_tokens)

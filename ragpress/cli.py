@@ -1,0 +1,95 @@
+"""``ragpress`` command line: compress, decompress, methods."""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ragpress import DEFAULT_METHOD, available, get_compressor
+
+app = typer.Typer(
+    help="Compress the context a RAG pipeline sends to an LLM.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+SAMPLE = "sample"
+
+
+def _read_input(source: str) -> str:
+    if source == "-":
+        return sys.stdin.read()
+    if source == SAMPLE:
+        return resources.files("ragpress.data").joinpath("sample.txt").read_text("utf-8")
+    path = Path(source)
+    if not path.is_file():
+        raise typer.BadParameter(f"no such file: {source}", param_hint="FILE")
+    return path.read_text("utf-8")
+
+
+def _fail(error: Exception) -> None:
+    typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def compress(
+    source: Annotated[
+        str, typer.Argument(metavar="FILE", help="A text file, '-' for stdin, or 'sample'.")
+    ] = "-",
+    query: Annotated[str | None, typer.Option("--query", "-q", help="The question.")] = None,
+    method: Annotated[str, typer.Option("--method", "-m", help="See `ragpress methods`.")] = (
+        DEFAULT_METHOD
+    ),
+    rate: Annotated[float | None, typer.Option(help="Share of tokens to keep, in (0, 1].")] = None,
+    target_tokens: Annotated[
+        int | None, typer.Option("--target-tokens", help="Token budget for the output.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
+) -> None:
+    """Compress a context and print it, then a one-line summary on stderr."""
+    text = _read_input(source)
+    try:
+        compressor = get_compressor(method)
+        result = compressor.compress(text, query, rate=rate, target_tokens=target_tokens)
+    except (ValueError, TypeError, ImportError) as error:
+        _fail(error)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        sys.stdout.write(result.text)
+        sys.stdout.flush()
+        typer.echo("", err=True)
+        typer.echo(result.summary(), err=True)
+
+
+@app.command()
+def decompress(
+    source: Annotated[str, typer.Argument(metavar="FILE", help="A file or '-' for stdin.")] = "-",
+    method: Annotated[str, typer.Option("--method", "-m")] = "metatoken",
+) -> None:
+    """Restore the exact original from a lossless compressor's output."""
+    text = _read_input(source)
+    compressor = get_compressor(method)
+    if not hasattr(compressor, "decompress"):
+        _fail(ValueError(f"{method} is lossy: there is nothing to decompress"))
+    try:
+        sys.stdout.write(compressor.decompress(text))
+    except ValueError as error:
+        _fail(error)
+
+
+@app.command()
+def methods() -> None:
+    """List the compression methods."""
+    for name in available():
+        typer.echo(name)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,266 @@
+"""Lossless meta-token compression ("Lossless Token Sequence Compression via Meta-Tokens", 2025).
+
+Repeated runs of tokens are replaced by meta-tokens defined once in a dictionary in front of the
+sequence. Two renderings, both exactly reversible:
+
+* **ids**: token ids, with ids ``>= meta_base`` reserved: ``meta_base`` ends the dictionary and
+  ``meta_base + 1 + k`` is meta-token ``k``. Layout: ``[m0, run0..., m1, run1..., SEP, body...]``;
+  a sequence without reserved ids is its own encoding. For models fine-tuned on the format.
+* **text**: what an off-the-shelf LLM can read::
+
+      «meta 2»
+      «1=the repeated text»
+      «2=another repeated text»
+      body where «1» and «2» stand for their entries
+
+  The two marker characters are chosen among ones absent from the input, so nothing in the
+  input can be mistaken for a placeholder; input that already looks like a header is framed with
+  an empty dictionary. Runs are found over the target tokenizer's tokens (as pieces of text).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ragpress.base import Compressor
+from ragpress.compressors._repeats import Repeat, find_repeats
+from ragpress.registry import register
+from ragpress.types import CompressionRequest, CompressionResult, Span
+
+# Cheapest first: « and » cost one byte-level BPE token each in common LLM vocabularies.
+MARKER_PAIRS = (("«", "»"), ("‹", "›"), ("⟦", "⟧"), ("【", "】"), ("\ue000", "\ue001"))
+_HEADER = re.compile(r"(.)meta ([0-9]+)(.)\n", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class MetaTokenIds:
+    """The ids rendering: the encoded sequence and where its reserved ids start."""
+
+    ids: list[int]
+    meta_base: int
+    entries: int
+
+
+def compress_ids(ids: Sequence[int], meta_base: int, *, max_run: int = 512) -> MetaTokenIds:
+    """Encode token ids; every id must be below ``meta_base`` (ids above it are meta-tokens)."""
+    codes = np.asarray(ids, dtype=np.int64)
+    if len(codes) and (codes.min() < 0 or codes.max() >= meta_base):
+        raise ValueError(f"token ids must lie in [0, meta_base={meta_base})")
+    repeats = _first_occurrence_order(find_repeats(codes, max_run=max_run))
+    if not repeats:
+        return MetaTokenIds(codes.tolist(), meta_base, 0)
+    dictionary: list[int] = []
+    for index, repeat in enumerate(repeats):
+        start = int(repeat.positions[0])
+        dictionary.append(meta_base + 1 + index)
+        dictionary.extend(codes[start : start + repeat.length].tolist())
+    symbols = [meta_base + 1 + index for index in range(len(repeats))]
+    encoded = [*dictionary, meta_base, *_substitute(codes, repeats, symbols)]
+    if len(encoded) >= len(codes):  # the separator ate the whole saving
+        return MetaTokenIds(codes.tolist(), meta_base, 0)
+    return MetaTokenIds(encoded, meta_base, len(repeats))
+
+
+def decompress_ids(ids: Sequence[int], meta_base: int) -> list[int]:
+    """Invert :func:`compress_ids`."""
+    ids = list(ids)
+    try:
+        separator = ids.index(meta_base)
+    except ValueError:
+        if any(i > meta_base for i in ids):
+            raise ValueError("meta-tokens without a dictionary separator") from None
+        return ids
+    entries: dict[int, list[int]] = {}
+    current: list[int] = []
+    for token in ids[:separator]:
+        if token > meta_base:
+            current = entries.setdefault(token, [])
+        elif not entries:
+            raise ValueError("the dictionary must start with a meta-token")
+        else:
+            current.append(token)
+    output: list[int] = []
+    for token in ids[separator + 1 :]:
+        if token > meta_base:
+            if token not in entries:
+                raise ValueError(f"meta-token {token} is not in the dictionary")
+            output.extend(entries[token])
+        else:
+            output.append(token)
+    return output
+
+
+def compress_text(
+    text: str,
+    pieces: Sequence[str],
+    *,
+    markers: tuple[str, str] | None = None,
+    ref_cost: int = 4,
+    def_cost: int = 6,
+    max_run: int = 512,
+) -> tuple[str, int]:
+    """Render ``text`` (cut into ``pieces`` that concatenate to it) with a text dictionary.
+
+    ``ref_cost`` / ``def_cost`` are the token costs of a placeholder and of an entry's framing,
+    so only runs that save target tokens are replaced. Returns the rendering and entry count.
+    """
+    if "".join(pieces) != text:
+        raise ValueError("pieces must concatenate to the text")
+    opening, closing = markers or choose_markers(text)
+    if opening in text or closing in text or len(opening) != 1 or len(closing) != 1:
+        raise ValueError("markers must be two single characters absent from the text")
+    table: dict[str, int] = {}
+    codes = np.fromiter(
+        (table.setdefault(piece, len(table)) for piece in pieces), dtype=np.int64, count=len(pieces)
+    )
+    repeats = _first_occurrence_order(
+        find_repeats(codes, ref_cost=ref_cost, def_cost=def_cost, max_run=max_run)
+    )
+    if not repeats and not _HEADER.match(text):
+        return text, 0
+    header = [f"{opening}meta {len(repeats)}{closing}\n"]
+    for index, repeat in enumerate(repeats, start=1):
+        start = int(repeat.positions[0])
+        entry = "".join(pieces[start : start + repeat.length])
+        header.append(f"{opening}{index}={entry}{closing}\n")
+    symbols = [f"{opening}{index}{closing}" for index in range(1, len(repeats) + 1)]
+    body = _substitute(np.arange(len(pieces)), repeats, symbols)
+    return "".join(header) + "".join(
+        item if isinstance(item, str) else pieces[item] for item in body
+    ), len(repeats)
+
+
+def decompress_text(rendered: str) -> str:
+    """Invert :func:`compress_text`; text without a header is returned as it is."""
+    header = _HEADER.match(rendered)
+    if header is None:
+        return rendered
+    opening, count, closing = header.group(1), int(header.group(2)), header.group(3)
+    position = header.end()
+    entries: list[str] = []
+    for index in range(1, count + 1):
+        prefix = f"{opening}{index}="
+        end = rendered.find(closing + "\n", position)
+        if not rendered.startswith(prefix, position) or end < 0:
+            raise ValueError(f"malformed meta-token dictionary entry {index}")
+        entries.append(rendered[position + len(prefix) : end])
+        position = end + len(closing) + 1
+    placeholder = re.compile(re.escape(opening) + r"([0-9]+)" + re.escape(closing))
+
+    def expand(match: re.Match[str]) -> str:
+        index = int(match.group(1))
+        if not 1 <= index <= count:
+            raise ValueError(f"placeholder {match.group(0)} is not in the dictionary")
+        return entries[index - 1]
+
+    return placeholder.sub(expand, rendered[position:])
+
+
+def choose_markers(text: str) -> tuple[str, str]:
+    """The first marker pair whose characters do not occur in ``text`` (private use as fallback)."""
+    present = set(text)
+    for opening, closing in MARKER_PAIRS:
+        if opening not in present and closing not in present:
+            return opening, closing
+    free = (chr(c) for c in range(0xF0000, 0xFFFFE) if chr(c) not in present)
+    return next(free), next(free)
+
+
+def _first_occurrence_order(repeats: list[Repeat]) -> list[Repeat]:
+    return sorted(repeats, key=lambda repeat: int(repeat.positions[0]))
+
+
+def _substitute(codes: np.ndarray, repeats: list[Repeat], symbols: list) -> list:
+    """``codes`` as a list with every occurrence of ``repeats[k]`` replaced by ``symbols[k]``."""
+    keep = np.ones(len(codes), dtype=bool)
+    symbol_at = np.full(len(codes), -1, dtype=np.int64)
+    for index, repeat in enumerate(repeats):
+        keep[(repeat.positions[:, None] + np.arange(repeat.length)).ravel()] = False
+        keep[repeat.positions] = True  # the run's first slot holds its symbol
+        symbol_at[repeat.positions] = index
+    kept = np.flatnonzero(keep)
+    body = codes[kept].tolist()
+    marks = symbol_at[kept]
+    for slot in np.flatnonzero(marks >= 0).tolist():
+        body[slot] = symbols[marks[slot]]
+    return body
+
+
+@register("metatoken", aliases=("lossless", "meta-token"))
+class MetaTokenCompressor(Compressor):
+    """Lossless: ``decompress(result.text) == context`` always. Budgets do not apply (nothing is
+    dropped); ``rate`` and ``target_tokens`` are validated and recorded but not enforced."""
+
+    def __init__(self, *, target_tokenizer=None, max_run: int = 512) -> None:
+        super().__init__(target_tokenizer=target_tokenizer)
+        if max_run < 2:
+            raise ValueError(f"max_run must be >= 2, got {max_run}")
+        self.max_run = max_run
+        self._marker_costs: dict[tuple[str, str], tuple[int, int]] = {}
+
+    @property
+    def settings(self) -> dict:
+        return {**super().settings, "max_run": self.max_run, "rendering": "text"}
+
+    def decompress(self, text: str) -> str:
+        """The original context back from a result's ``text`` (or one of its ``documents``)."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be str, got {type(text).__name__}")
+        return decompress_text(text)
+
+    def compress_ids(self, text: str) -> MetaTokenIds:
+        """The ids rendering of ``text`` in the target tokenizer (meta ids above its vocabulary)."""
+        return compress_ids(self.tokenizer.encode(text), self._meta_base(), max_run=self.max_run)
+
+    def decompress_ids(self, encoded: MetaTokenIds) -> list[int]:
+        return decompress_ids(encoded.ids, encoded.meta_base)
+
+    def _meta_base(self) -> int:
+        size = getattr(self.tokenizer, "vocab_size", None)
+        if size is None:
+            raise TypeError("the ids rendering needs a target tokenizer with a vocab_size")
+        return size
+
+    def _compress_batch(self, requests: Sequence[CompressionRequest]) -> list[CompressionResult]:
+        return [self._compress_one(request) for request in requests]
+
+    def _compress_one(self, request: CompressionRequest) -> CompressionResult:
+        text = self._render(request.context)
+        documents = [self._render(doc) for doc in request.documents] if request.is_list else None
+        return CompressionResult(
+            text=text,
+            original_tokens=self.tokenizer.count(request.context),
+            compressed_tokens=self.tokenizer.count(text),
+            method=self.name,
+            settings=self.settings,
+            documents=documents,
+            kept_spans=[Span(i, 0, len(doc)) for i, doc in enumerate(request.documents) if doc],
+        )
+
+    def _render(self, text: str) -> str:
+        markers = choose_markers(text)
+        ref_cost, def_cost = self._costs(markers)
+        rendered, _ = compress_text(
+            text,
+            self.tokenizer.pieces(text),
+            markers=markers,
+            ref_cost=ref_cost,
+            def_cost=def_cost,
+            max_run=self.max_run,
+        )
+        return rendered
+
+    def _costs(self, markers: tuple[str, str]) -> tuple[int, int]:
+        """Target tokens of a placeholder and of an entry's framing, for these markers."""
+        if markers not in self._marker_costs:
+            opening, closing = markers
+            reference = self.tokenizer.count(f" {opening}12{closing}")
+            definition = self.tokenizer.count(f"{opening}12=") + self.tokenizer.count(
+                f"{closing}\n"
+            )
+            self._marker_costs[markers] = (max(1, reference), max(1, definition))
+        return self._marker_costs[markers]

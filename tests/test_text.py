@@ -1,0 +1,89 @@
+"""Shared text utilities: sentences, words, alignment, protected spans."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ragpress.text import (
+    aggregate_to_words,
+    align_tokens_to_words,
+    merge_intervals,
+    overlaps_any,
+    protected_spans,
+    sentence_spans,
+    word_spans,
+)
+from ragpress.tokenization import get_target_tokenizer
+
+
+def test_sentences_tile_the_text_and_respect_abbreviations():
+    text = "Dr. Smith paid $3.50 at 5 p.m. on Jan. 3. He left! Did he?\n\nYes."
+    spans = sentence_spans(text)
+    assert "".join(text[a:b] for a, b in spans) == text
+    sentences = [text[a:b].strip() for a, b in spans]
+    assert sentences[0] == "Dr. Smith paid $3.50 at 5 p.m. on Jan. 3."
+    assert sentences[1:] == ["He left!", "Did he?", "Yes."]
+
+
+@given(st.text(max_size=200))
+def test_sentence_spans_always_tile(text):
+    spans = sentence_spans(text)
+    assert "".join(text[a:b] for a, b in spans) == text
+
+
+def test_word_alignment_of_subword_tokens():
+    text = "Unbelievably, fuel-dilution rose 12.5%."
+    words = word_spans(text)
+    assert [text[a:b] for a, b in words] == [
+        "Unbelievably",
+        ",",
+        "fuel-dilution",
+        "rose",
+        "12.5",
+        "%",
+        ".",
+    ]
+    tokenizer = get_target_tokenizer()._tokenizer
+    encoding = tokenizer.encode(text, add_special_tokens=False)
+    mapping = align_tokens_to_words(encoding.offsets, words)
+    assert len(mapping) == len(encoding.ids)
+    for (start, end), word in zip(encoding.offsets, mapping, strict=True):
+        piece = text[start:end].strip()
+        if piece:
+            a, b = words[word]
+            assert a < end and start < b  # the token overlaps its word
+    scores = np.arange(len(mapping), dtype=float)
+    pooled = aggregate_to_words(scores, mapping, len(words), "max")
+    assert pooled[0] == max(scores[mapping == 0])
+    first = aggregate_to_words(scores, mapping, len(words), "first")
+    assert first[2] == scores[np.flatnonzero(mapping == 2)[0]]
+    mean = aggregate_to_words(scores, mapping, len(words), "mean")
+    assert mean[2] == scores[mapping == 2].mean()
+
+
+def test_protected_spans_cover_code_json_urls_numbers_and_forced():
+    text = (
+        'See https://example.org/a?b=1 and {"id": 7, "ok": true}. Call `run()` now.\n'
+        "```python\nprint(1)\n```\nPrice 3,400.50 EUR on 2024-05-01. KEEP-ME please."
+    )
+    spans = protected_spans(text, force_tokens=["KEEP-ME"])
+    covered = [text[a:b] for a, b in spans]
+    for needle in [
+        "https://example.org/a?b=1",
+        '{"id": 7, "ok": true}',
+        "`run()`",
+        "```python\nprint(1)\n```",
+        "3,400.50",
+        "2024-05-01",
+        "KEEP-ME",
+    ]:
+        assert any(needle in piece for piece in covered), needle
+    assert not any("please" in piece for piece in covered)
+
+
+def test_interval_helpers():
+    assert merge_intervals([(5, 8), (0, 2), (1, 3), (8, 9), (4, 4)]) == [(0, 3), (5, 9)]
+    flags = overlaps_any([(0, 1), (2, 4), (9, 10), (12, 20)], [(3, 5), (15, 16)])
+    assert flags.tolist() == [False, True, False, True]
