@@ -21,7 +21,7 @@ import numpy as np
 
 _P = np.uint64(0x9E3779B97F4A7C15)  # odd, so invertible modulo 2**64
 _P_INV = np.uint64(pow(int(_P), -1, 2**64))
-_ROUNDS = 4
+_ROUNDS = 6
 
 
 @dataclass(frozen=True)
@@ -64,14 +64,18 @@ def find_repeats(
     hasher = _WindowHasher(codes)
     longest = _repeat_upper_bounds(codes, hasher, shortest, max_run)
     covered = np.zeros(n, dtype=bool)
+    covered_before = np.zeros(n + 1, dtype=np.int64)  # covered_before[i] = covered[:i].sum()
     repeats: list[Repeat] = []
     length = int(min(max_run, longest.max(initial=0)))
     while length >= shortest:
         starts = np.flatnonzero(longest >= length)
-        starts = starts[_window_is_free(covered, starts, length)]
-        for repeat in _choose_windows(codes, hasher, starts, length, ref_cost, def_cost):
-            repeats.append(repeat)
+        starts = starts[covered_before[starts + length] == covered_before[starts]]
+        found = _choose_windows(codes, hasher, starts, length, ref_cost, def_cost)
+        for repeat in found:
             covered[(repeat.positions[:, None] + np.arange(length)).ravel()] = True
+        if found:
+            repeats += found
+            np.cumsum(covered, out=covered_before[1:])
         length -= max(1, length // 8)
     return repeats
 
@@ -95,7 +99,7 @@ def _repeat_upper_bounds(
         repeated[starts[_has_twin(hasher(starts, level))]] = True
         run = _true_run_lengths(repeated)
         bound = np.minimum(bound, np.where(run > 0, run + level - 1, level - 1))
-        level *= 4
+        level *= 8
     return bound
 
 
@@ -120,11 +124,6 @@ def _true_run_lengths(flags: np.ndarray) -> np.ndarray:
     return next_false - index
 
 
-def _window_is_free(covered: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
-    counts = np.concatenate([[0], np.cumsum(covered, dtype=np.int64)])
-    return counts[starts + length] - counts[starts] == 0
-
-
 def _choose_windows(
     codes: np.ndarray,
     hasher: _WindowHasher,
@@ -136,27 +135,39 @@ def _choose_windows(
     if len(starts) < 2:
         return []
     hashes = hasher(starts, length)
-    order = np.lexsort((starts, hashes))
+    order = np.argsort(hashes, kind="stable")  # starts ascend, so ties stay in position order
     hashes, positions = hashes[order], starts[order]
     new_group = np.ones(len(hashes), dtype=bool)
     new_group[1:] = hashes[1:] != hashes[:-1]
     group = np.cumsum(new_group) - 1
 
     # Within a group, step by `length` along chains of overlapping windows ("aaaa": "aa"+"aa").
-    chain_start = np.ones(len(hashes), dtype=bool)
-    chain_start[1:] = new_group[1:] | (positions[1:] - positions[:-1] >= length)
-    anchor = np.maximum.accumulate(np.where(chain_start, positions, -1))
-    keep = (positions - anchor) % length == 0
+    keep = _tiles_chain(positions, length, breaks=new_group)
     positions, group = positions[keep], group[keep]
     positions, group = _drop_unprofitable(positions, group, length, ref_cost, def_cost)
     if not len(positions):
         return []
 
+    # Still grouped: each group's first use (its leader) opens its segment.
+    opens = np.ones(len(group), dtype=bool)
+    opens[1:] = group[1:] != group[:-1]
+    leader_position = np.zeros(group.max() + 1, dtype=np.int64)
+    leader_position[group[opens]] = positions[opens]
+
     # Across groups: sorted by position, resolve overlaps in favour of the higher gain.
     by_position = np.argsort(positions, kind="stable")
     positions, group = positions[by_position], group[by_position]
+    if (np.diff(positions) >= length).all():  # no overlaps across groups to resolve
+        return _profitable_verified(codes, positions, group, length, ref_cost, def_cost)
     gain = _gain(np.bincount(group), length, ref_cost, def_cost)
-    priority = gain[group] * (len(codes) + 1) + (len(codes) - positions)
+    # Priority is per group, so a group wins or loses with all its uses together: higher gain
+    # first; among equals, groups whose first use lies a multiple of `length` past the start of
+    # its chain of overlapping windows (such groups tile repeated regions); then the earlier one.
+    # Windows of one group never overlap, so equal priorities never collide.
+    n = len(codes) + 1
+    leader = np.searchsorted(positions, leader_position[group])
+    tiles = _tiles_chain(positions, length)[leader].astype(np.int64)
+    priority = (gain[group] * 2 + tiles) * n + (n - positions[leader])
     chosen = np.zeros(len(positions), dtype=bool)
     alive = np.ones(len(positions), dtype=bool)
     for _ in range(_ROUNDS):
@@ -167,13 +178,36 @@ def _choose_windows(
         chosen[winners] = True
         alive[winners] = False
         alive &= ~_overlaps_any(positions, positions[winners], length)
-    positions, group = positions[chosen], group[chosen]
+    return _profitable_verified(codes, positions[chosen], group[chosen], length, ref_cost, def_cost)
+
+
+def _profitable_verified(
+    codes: np.ndarray,
+    positions: np.ndarray,
+    group: np.ndarray,
+    length: int,
+    ref_cost: int,
+    def_cost: int,
+) -> list[Repeat]:
     positions, group = _drop_unprofitable(positions, group, length, ref_cost, def_cost)
-    return [
-        repeat
-        for repeat in _verified_repeats(codes, positions, group, length)
-        if _gain(np.array([len(repeat.positions)]), length, ref_cost, def_cost)[0] > 0
-    ]
+    verified = _verified_repeats(codes, positions, group, length)
+    return [r for r in verified if _gain(len(r.positions), length, ref_cost, def_cost) > 0]
+
+
+def _tiles_chain(
+    positions: np.ndarray, length: int, breaks: np.ndarray | None = None
+) -> np.ndarray:
+    """Whether each window start lies a multiple of ``length`` past the start of its chain.
+
+    A chain is a run of consecutive (ascending) starts less than ``length`` apart, also cut
+    wherever ``breaks`` is True. The windows that pass tile their chain without overlapping.
+    """
+    chain_start = np.ones(len(positions), dtype=bool)
+    chain_start[1:] = positions[1:] - positions[:-1] >= length
+    if breaks is not None:
+        chain_start |= breaks
+    anchor = positions[np.maximum.accumulate(np.where(chain_start, np.arange(len(positions)), 0))]
+    return (positions - anchor) % length == 0
 
 
 def _overlaps_any(positions: np.ndarray, chosen: np.ndarray, length: int) -> np.ndarray:
@@ -199,7 +233,7 @@ def _is_local_maximum(positions: np.ndarray, priority: np.ndarray, length: int) 
     return priority == range_max
 
 
-def _gain(uses: np.ndarray, length: int, ref_cost: int, def_cost: int) -> np.ndarray:
+def _gain(uses: np.ndarray | int, length: int, ref_cost: int, def_cost: int) -> np.ndarray:
     return length * uses - (def_cost + length + ref_cost * uses)
 
 
