@@ -84,6 +84,44 @@ def decompress(
         _fail(error)
 
 
+models_app = typer.Typer(help="Prepare and inspect the ONNX models compressors run on.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("prepare")
+def models_prepare(
+    name: Annotated[str, typer.Argument(help="Catalogue name, folder or hub id.")],
+    role: Annotated[str | None, typer.Option(help="nll or token-logits.")] = None,
+    variant: Annotated[
+        list[str], typer.Option("--variant", "-v", help="fp32, int8, fp16 (repeatable).")
+    ] = ["fp32", "int8"],  # noqa: B006 - typer reads the default, nothing mutates it
+    force: Annotated[bool, typer.Option(help="Export again even if cached.")] = False,
+) -> None:
+    """Export a model to ONNX (checked against PyTorch) into the cache."""
+    from ragpress.onnx.export import MANIFEST, prepare
+
+    for each in variant:
+        try:
+            folder = prepare(name, role, each, force=force)  # type: ignore[arg-type]
+        except (ValueError, FileNotFoundError, ImportError) as error:
+            _fail(error)
+        manifest = json.loads((folder / MANIFEST).read_text())
+        typer.echo(f"{folder}  parity={json.dumps(manifest['parity'])}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """The model catalogue, with which sources are available here."""
+    from ragpress.onnx.catalogue import CATALOGUE
+
+    for spec in CATALOGUE:
+        packaged = spec.packaged is not None and spec.packaged.available()
+        typer.echo(
+            f"{spec.name:14} {spec.kind:10} roles={','.join(spec.roles):13} "
+            f"packaged={'yes' if packaged else 'no ':3} hub={spec.hub_id}"
+        )
+
+
 @app.command()
 def methods() -> None:
     """List the compression methods."""

@@ -1,0 +1,1 @@
+"""Benchmarks for ragpress (run each module with ``python -m bench.<name>``)."""

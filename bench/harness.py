@@ -1,0 +1,183 @@
+"""A small benchmark harness: time a function, derive throughput, write results.
+
+Results go to ``bench/results/{name}.json`` (rows, command, machine facts) and
+``bench/results/{name}.md`` (a markdown table of the rows, then the command and machine).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+_VERSIONED = ("numpy", "torch", "onnxruntime", "tokenizers")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall-clock timings of the measured runs (warm-up runs excluded), in milliseconds."""
+
+    p50_ms: float
+    p95_ms: float
+    mean_ms: float
+    runs: list[float] = field(default_factory=list)
+
+
+def measure(fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 5) -> Timing:
+    """Call ``fn`` ``warmup`` times untimed, then ``repeats`` times timed."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    for _ in range(warmup):
+        fn()
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        runs.append((time.perf_counter() - start) * 1000.0)
+    return Timing(_percentile(runs, 50), _percentile(runs, 95), statistics.fmean(runs), runs)
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile ``q`` (0-100) of ``values``."""
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def tokens_per_second(tokens: int, ms: float) -> float:
+    """Throughput of ``tokens`` processed in ``ms`` milliseconds."""
+    return tokens / (ms / 1000.0) if ms > 0 else float("inf")
+
+
+def timing_throughput(tokens: int, timing: Timing) -> dict[str, float]:
+    """Tokens/s at the p50 and p95 latency and at the mean."""
+    return {
+        "p50_tokens_per_s": tokens_per_second(tokens, timing.p50_ms),
+        "p95_tokens_per_s": tokens_per_second(tokens, timing.p95_ms),
+        "mean_tokens_per_s": tokens_per_second(tokens, timing.mean_ms),
+    }
+
+
+def pin_one_core() -> int | None:
+    """Pin this process to one CPU where the OS allows it; returns that CPU or None."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpu = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    return cpu
+
+
+def machine_facts() -> dict[str, Any]:
+    """Platform, CPU count, Python and library versions, and the date."""
+    facts: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if hasattr(os, "sched_getaffinity"):
+        facts["cpus_allowed"] = len(os.sched_getaffinity(0))
+    for module in _VERSIONED:
+        facts[module] = _version(module)
+    return facts
+
+
+def _version(module: str) -> str | None:
+    try:
+        return getattr(importlib.import_module(module), "__version__", "unknown")
+    except Exception:  # not installed, or broken: report it as absent
+        return None
+
+
+def write_results(
+    name: str,
+    rows: Sequence[dict[str, Any]],
+    command: str,
+    extra: dict[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``{name}.json`` and ``{name}.md`` under ``bench/results/``; returns both paths."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    machine = machine_facts()
+    payload = {"name": name, "command": command, "machine": machine, "rows": list(rows)}
+    if extra:
+        payload["extra"] = extra
+    json_path = RESULTS_DIR / f"{name}.json"
+    json_path.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
+    md_path = RESULTS_DIR / f"{name}.md"
+    md_path.write_text(render_markdown(name, rows, command, machine, extra))
+    return json_path, md_path
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "__dataclass_fields__"):
+        return asdict(value)
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return str(value)
+
+
+def render_markdown(
+    name: str,
+    rows: Sequence[dict[str, Any]],
+    command: str,
+    machine: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """A heading, the rows as a table, extra tables and notes, then the command and machine.
+
+    Entries of ``extra`` that are lists of dicts become tables under their key; strings and
+    lists of strings become paragraphs; anything else stays in the JSON only.
+    """
+    lines = [f"# {name}", "", markdown_table(rows), ""]
+    for key, value in (extra or {}).items():
+        lines += _extra_section(key, value)
+    lines += [f"Command: `{command}`", ""]
+    facts = ", ".join(f"{key}={value}" for key, value in machine.items() if value is not None)
+    lines += [f"Machine: {facts}", ""]
+    return "\n".join(lines)
+
+
+def _extra_section(key: str, value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value, ""]
+    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        return [f"## {key}", "", markdown_table(value), ""]
+    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        return [*(f"- {item}" for item in value), ""]
+    return []
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Rows (dicts) as a markdown table; columns in first-seen order, missing cells empty."""
+    if not rows:
+        return "_no rows_"
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row.get(column)) for column in columns) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value).replace("|", "\\|")

@@ -1,0 +1,205 @@
+"""One onnxruntime session factory for every model, and batched runs over token sequences.
+
+Providers: CUDA when asked for (or ``device="auto"``) and available, then CPU. onnxruntime falls
+back to CPU silently when CUDA cannot attach; we check the providers after the session is made,
+warn, and report the device actually used. Sessions are cached and shared: ``run`` is
+thread-safe in onnxruntime.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ragpress._runtime_check import ensure_single_onnxruntime
+from ragpress.onnx.cache import sha256
+
+Device = Literal["auto", "cpu", "cuda"]
+_SESSIONS: dict[tuple, Any] = {}
+_VERIFIED: set[tuple] = set()
+_LOCK = threading.Lock()
+
+
+class ModelFileError(RuntimeError):
+    """A prepared model is missing, truncated or does not match its manifest."""
+
+
+def onnxruntime() -> Any:
+    ensure_single_onnxruntime()
+    try:
+        import onnxruntime as ort
+    except ImportError as error:
+        raise ImportError(
+            "the ONNX backend needs onnxruntime: pip install 'ragpress[cpu]' (or 'ragpress[gpu]')"
+        ) from error
+    return ort
+
+
+def create_session(
+    graph: str | Path,
+    *,
+    device: Device = "auto",
+    threads: int | None = None,
+    verify: bool = True,
+    device_id: int = 0,
+) -> Any:
+    """A shared ``InferenceSession`` for ``graph``; ``verify`` checks the manifest's sha256."""
+    graph = Path(graph)
+    key = (str(graph.resolve()), device, threads, device_id)
+    with _LOCK:
+        if key in _SESSIONS:
+            return _SESSIONS[key]
+        if verify:
+            verify_files(graph.parent)
+        session = _new_session(graph, device, threads, device_id)
+        _SESSIONS[key] = session
+        return session
+
+
+def active_device(session: Any) -> str:
+    return "cuda" if "CUDAExecutionProvider" in session.get_providers() else "cpu"
+
+
+def _new_session(graph: Path, device: Device, threads: int | None, device_id: int) -> Any:
+    ort = onnxruntime()
+    if not graph.is_file():
+        raise ModelFileError(f"{graph} does not exist: run `ragpress models prepare` again")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    wants_cuda = device == "cuda" or (
+        device == "auto" and "CUDAExecutionProvider" in ort.get_available_providers()
+    )
+    providers: list[Any] = ["CPUExecutionProvider"]
+    if wants_cuda:
+        providers.insert(0, ("CUDAExecutionProvider", {"device_id": device_id}))
+    try:
+        session = ort.InferenceSession(str(graph), options, providers=providers)
+    except Exception as error:  # onnxruntime raises its own untyped errors for bad files
+        raise ModelFileError(
+            f"{graph} could not be loaded ({error}); it is corrupt or truncated: delete its "
+            f"folder {graph.parent} and run `ragpress models prepare` again"
+        ) from error
+    if wants_cuda and active_device(session) != "cuda":
+        warnings.warn(
+            f"CUDA was requested for {graph.name} but onnxruntime fell back to CPU "
+            f"(providers: {session.get_providers()}); install onnxruntime-gpu with a matching "
+            "CUDA/cuDNN",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return session
+
+
+def verify_files(folder: Path) -> dict:
+    """Check every file against the manifest (once per process per folder state)."""
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        raise ModelFileError(
+            f"{folder} has no manifest.json: the export did not finish; run "
+            "`ragpress models prepare` again"
+        )
+    manifest = json.loads(manifest_path.read_text())
+    for relative, expected in manifest["sha256"].items():
+        path = folder / relative
+        state = (str(path), *_stat(path))
+        if state in _VERIFIED:
+            continue
+        if not path.is_file():
+            raise ModelFileError(f"{path} is missing; run `ragpress models prepare --force`")
+        if sha256(path) != expected:
+            raise ModelFileError(
+                f"{path} does not match the sha256 in {manifest_path} (corrupted or changed); "
+                "run `ragpress models prepare --force`"
+            )
+        _VERIFIED.add(state)
+    return manifest
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return (-1, -1)
+    return (info.st_size, info.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class Batch:
+    indices: list[int]
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+
+
+def length_batches(
+    sequences: Sequence[Sequence[int]], *, batch_size: int, pad_id: int, max_tokens: int = 16384
+) -> list[Batch]:
+    """Sort by length and cut into batches padded to their longest row.
+
+    Sorting keeps padding small; ``max_tokens`` bounds batch x length so long rows go alone.
+    """
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    batches: list[Batch] = []
+    current: list[int] = []
+    for index in order:
+        longest = len(sequences[index])
+        if current and (len(current) >= batch_size or (len(current) + 1) * longest > max_tokens):
+            batches.append(_pad(sequences, current, pad_id))
+            current = []
+        current.append(index)
+    if current:
+        batches.append(_pad(sequences, current, pad_id))
+    return batches
+
+
+def _pad(sequences: Sequence[Sequence[int]], indices: list[int], pad_id: int) -> Batch:
+    width = max(1, max(len(sequences[i]) for i in indices))
+    ids = np.full((len(indices), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(indices), width), dtype=np.int64)
+    for row, index in enumerate(indices):
+        sequence = sequences[index]
+        ids[row, : len(sequence)] = sequence
+        mask[row, : len(sequence)] = 1
+    return Batch(indices, ids, mask)
+
+
+def run_batches(
+    session: Any,
+    sequences: Sequence[Sequence[int]],
+    *,
+    batch_size: int = 8,
+    pad_id: int = 0,
+    max_tokens: int = 16384,
+) -> list[np.ndarray]:
+    """Run the graph over token sequences; returns each row's output trimmed to its length."""
+    outputs: list[np.ndarray | None] = [None] * len(sequences)
+    for batch in length_batches(
+        sequences, batch_size=batch_size, pad_id=pad_id, max_tokens=max_tokens
+    ):
+        result = _run(session, batch.input_ids, batch.attention_mask)
+        for row, index in enumerate(batch.indices):
+            outputs[index] = result[row, : len(sequences[index])]
+    return outputs  # type: ignore[return-value]
+
+
+def _run(session: Any, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    if active_device(session) != "cuda":
+        return session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+    # On CUDA, bind inputs and outputs so the output is allocated on the device once and only
+    # copied back at the end (onnxruntime docs, "IOBinding").
+    ort = onnxruntime()
+    binding = session.io_binding()
+    for name, array in (("input_ids", input_ids), ("attention_mask", attention_mask)):
+        binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array, "cuda", 0))
+    binding.bind_output(session.get_outputs()[0].name, "cuda")
+    session.run_with_iobinding(binding)
+    return binding.copy_outputs_to_cpu()[0]

