@@ -70,12 +70,13 @@ def test_longest_run_is_chosen_first():
     repeats = find_repeats(codes)
     assert repeats[0].length == 20
     assert repeats[0].positions.tolist() == [0, 21, 42]
+    assert repeats[0].groups == 1
 
 
 def test_runs_of_one_symbol_do_not_overlap():
     codes = np.zeros(100, dtype=np.int64)
     for repeat in find_repeats(codes):
-        gaps = np.diff(repeat.positions)
+        gaps = np.diff(np.sort(repeat.positions))
         assert (gaps >= repeat.length).all()
     encoded = compress_ids(codes.tolist(), meta_base=5)
     assert decompress_ids(encoded.ids, 5) == codes.tolist()

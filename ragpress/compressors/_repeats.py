@@ -25,11 +25,29 @@ _ROUNDS = 6
 
 
 @dataclass(frozen=True)
-class Repeat:
-    """A run of ``length`` symbols found at each of ``positions`` (sorted, non-overlapping)."""
+class Repeats:
+    """Groups of equal runs, all ``length`` long: ``positions[i]`` is a use of ``group[i]``.
+
+    Groups are numbered ``0..groups-1``; no two uses (of any group) overlap.
+    """
 
     length: int
     positions: np.ndarray
+    group: np.ndarray
+
+    @property
+    def groups(self) -> int:
+        return int(self.group.max()) + 1 if len(self.group) else 0
+
+    def first_positions(self) -> np.ndarray:
+        """Each group's earliest use: where its dictionary entry is read from."""
+        first = np.full(self.groups, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(first, self.group, self.positions)
+        return first
+
+    def covered(self) -> np.ndarray:
+        """Every index the uses cover."""
+        return (self.positions[:, None] + np.arange(self.length)).ravel()
 
 
 class _WindowHasher:
@@ -54,7 +72,7 @@ class _WindowHasher:
 
 def find_repeats(
     codes: np.ndarray, *, ref_cost: int = 1, def_cost: int = 1, max_run: int = 512
-) -> list[Repeat]:
+) -> list[Repeats]:
     """Profitable non-overlapping repeated runs of ``codes``, longest runs chosen first."""
     codes = np.ascontiguousarray(codes, dtype=np.int64)
     n = len(codes)
@@ -65,16 +83,15 @@ def find_repeats(
     longest = _repeat_upper_bounds(codes, hasher, shortest, max_run)
     covered = np.zeros(n, dtype=bool)
     covered_before = np.zeros(n + 1, dtype=np.int64)  # covered_before[i] = covered[:i].sum()
-    repeats: list[Repeat] = []
+    repeats: list[Repeats] = []
     length = int(min(max_run, longest.max(initial=0)))
     while length >= shortest:
         starts = np.flatnonzero(longest >= length)
         starts = starts[covered_before[starts + length] == covered_before[starts]]
         found = _choose_windows(codes, hasher, starts, length, ref_cost, def_cost)
-        for repeat in found:
-            covered[(repeat.positions[:, None] + np.arange(length)).ravel()] = True
-        if found:
-            repeats += found
+        if found.groups:
+            covered[found.covered()] = True
+            repeats.append(found)
             np.cumsum(covered, out=covered_before[1:])
         length -= max(1, length // 8)
     return repeats
@@ -131,9 +148,9 @@ def _choose_windows(
     length: int,
     ref_cost: int,
     def_cost: int,
-) -> list[Repeat]:
+) -> Repeats:
     if len(starts) < 2:
-        return []
+        return _no_repeats(length)
     hashes = hasher(starts, length)
     order = np.argsort(hashes, kind="stable")  # starts ascend, so ties stay in position order
     hashes, positions = hashes[order], starts[order]
@@ -146,7 +163,7 @@ def _choose_windows(
     positions, group = positions[keep], group[keep]
     positions, group = _drop_unprofitable(positions, group, length, ref_cost, def_cost)
     if not len(positions):
-        return []
+        return _no_repeats(length)
 
     # Still grouped: each group's first use (its leader) opens its segment.
     opens = np.ones(len(group), dtype=bool)
@@ -188,10 +205,47 @@ def _profitable_verified(
     length: int,
     ref_cost: int,
     def_cost: int,
-) -> list[Repeat]:
+) -> Repeats:
     positions, group = _drop_unprofitable(positions, group, length, ref_cost, def_cost)
-    verified = _verified_repeats(codes, positions, group, length)
-    return [r for r in verified if _gain(len(r.positions), length, ref_cost, def_cost) > 0]
+    positions, group = _verified(codes, positions, group, length)
+    positions, group = _drop_unprofitable(positions, group, length, ref_cost, def_cost)
+    _, dense = np.unique(group, return_inverse=True)
+    return Repeats(length, positions, dense.reshape(-1))
+
+
+def _no_repeats(length: int) -> Repeats:
+    empty = np.zeros(0, dtype=np.int64)
+    return Repeats(length, empty, empty)
+
+
+def _gain(uses: np.ndarray | int, length: int, ref_cost: int, def_cost: int) -> np.ndarray:
+    return length * uses - (def_cost + length + ref_cost * uses)
+
+
+def _drop_unprofitable(
+    positions: np.ndarray, group: np.ndarray, length: int, ref_cost: int, def_cost: int
+) -> tuple[np.ndarray, np.ndarray]:
+    if not len(group):
+        return positions, group
+    uses = np.bincount(group)
+    worth = _gain(uses, length, ref_cost, def_cost)[group] > 0
+    return positions[worth], group[worth]
+
+
+def _verified(
+    codes: np.ndarray, positions: np.ndarray, group: np.ndarray, length: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the uses equal symbol by symbol to their group's first use (hash collisions out)."""
+    if not len(positions):
+        return positions, group
+    order = np.lexsort((positions, group))
+    positions, group = positions[order], group[order]
+    windows = codes[positions[:, None] + np.arange(length)]
+    first = np.ones(len(group), dtype=bool)
+    first[1:] = group[1:] != group[:-1]
+    representative = np.maximum.accumulate(np.where(first, np.arange(len(group)), 0))
+    equal = (windows == windows[representative]).all(axis=1)
+    return positions[equal], group[equal]
 
 
 def _tiles_chain(
@@ -231,38 +285,3 @@ def _is_local_maximum(positions: np.ndarray, priority: np.ndarray, length: int) 
     bounds[0::2], bounds[1::2] = low, high
     range_max = np.maximum.reduceat(padded, bounds)[0::2]
     return priority == range_max
-
-
-def _gain(uses: np.ndarray | int, length: int, ref_cost: int, def_cost: int) -> np.ndarray:
-    return length * uses - (def_cost + length + ref_cost * uses)
-
-
-def _drop_unprofitable(
-    positions: np.ndarray, group: np.ndarray, length: int, ref_cost: int, def_cost: int
-) -> tuple[np.ndarray, np.ndarray]:
-    if not len(group):
-        return positions, group
-    uses = np.bincount(group)
-    worth = _gain(uses, length, ref_cost, def_cost)[group] > 0
-    return positions[worth], group[worth]
-
-
-def _verified_repeats(
-    codes: np.ndarray, positions: np.ndarray, group: np.ndarray, length: int
-) -> list[Repeat]:
-    """Split groups into runs whose windows are truly equal (guards against hash collisions)."""
-    if not len(positions):
-        return []
-    order = np.lexsort((positions, group))
-    positions, group = positions[order], group[order]
-    windows = codes[positions[:, None] + np.arange(length)]
-    first = np.ones(len(group), dtype=bool)
-    first[1:] = group[1:] != group[:-1]
-    representative = np.maximum.accumulate(np.where(first, np.arange(len(group)), 0))
-    equal = (windows == windows[representative]).all(axis=1)
-    repeats = []
-    members = np.flatnonzero(equal)
-    for run in np.split(members, np.flatnonzero(np.diff(group[members])) + 1):
-        if len(run) >= 2:
-            repeats.append(Repeat(length, positions[run]))
-    return repeats

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ragpress.base import Compressor
-from ragpress.compressors._repeats import Repeat, find_repeats
+from ragpress.compressors._repeats import Repeats, find_repeats
 from ragpress.registry import register
 from ragpress.types import CompressionRequest, CompressionResult, Span
 
@@ -47,22 +47,21 @@ class MetaTokenIds:
 
 def compress_ids(ids: Sequence[int], meta_base: int, *, max_run: int = 512) -> MetaTokenIds:
     """Encode token ids; every id must be below ``meta_base`` (ids above it are meta-tokens)."""
-    codes = np.asarray(ids, dtype=np.int64)
+    codes = np.asarray(ids, dtype=np.int64).reshape(-1)
     if len(codes) and (codes.min() < 0 or codes.max() >= meta_base):
         raise ValueError(f"token ids must lie in [0, meta_base={meta_base})")
-    repeats = _first_occurrence_order(find_repeats(codes, max_run=max_run))
-    if not repeats:
+    plan = _Plan(find_repeats(codes, max_run=max_run), len(codes))
+    if not plan.entries:
         return MetaTokenIds(codes.tolist(), meta_base, 0)
     dictionary: list[int] = []
-    for index, repeat in enumerate(repeats):
-        start = int(repeat.positions[0])
+    for index, (start, length) in enumerate(plan.entry_spans()):
         dictionary.append(meta_base + 1 + index)
-        dictionary.extend(codes[start : start + repeat.length].tolist())
-    symbols = [meta_base + 1 + index for index in range(len(repeats))]
-    encoded = [*dictionary, meta_base, *_substitute(codes, repeats, symbols)]
+        dictionary.extend(codes[start : start + length].tolist())
+    body = np.where(plan.symbol >= 0, meta_base + 1 + plan.symbol, codes[plan.kept])
+    encoded = [*dictionary, meta_base, *body.tolist()]
     if len(encoded) >= len(codes):  # the separator ate the whole saving
         return MetaTokenIds(codes.tolist(), meta_base, 0)
-    return MetaTokenIds(encoded, meta_base, len(repeats))
+    return MetaTokenIds(encoded, meta_base, plan.entries)
 
 
 def decompress_ids(ids: Sequence[int], meta_base: int) -> list[int]:
@@ -117,21 +116,19 @@ def compress_text(
     codes = np.fromiter(
         (table.setdefault(piece, len(table)) for piece in pieces), dtype=np.int64, count=len(pieces)
     )
-    repeats = _first_occurrence_order(
-        find_repeats(codes, ref_cost=ref_cost, def_cost=def_cost, max_run=max_run)
+    plan = _Plan(
+        find_repeats(codes, ref_cost=ref_cost, def_cost=def_cost, max_run=max_run), len(codes)
     )
-    if not repeats and not _HEADER.match(text):
+    if not plan.entries and not looks_like_header(text):
         return text, 0
-    header = [f"{opening}meta {len(repeats)}{closing}\n"]
-    for index, repeat in enumerate(repeats, start=1):
-        start = int(repeat.positions[0])
-        entry = "".join(pieces[start : start + repeat.length])
-        header.append(f"{opening}{index}={entry}{closing}\n")
-    symbols = [f"{opening}{index}{closing}" for index in range(1, len(repeats) + 1)]
-    body = _substitute(np.arange(len(pieces)), repeats, symbols)
-    return "".join(header) + "".join(
-        item if isinstance(item, str) else pieces[item] for item in body
-    ), len(repeats)
+    header = [f"{opening}meta {plan.entries}{closing}\n"]
+    for index, (start, length) in enumerate(plan.entry_spans(), start=1):
+        header.append(f"{opening}{index}={''.join(pieces[start : start + length])}{closing}\n")
+    body = [
+        pieces[position] if symbol < 0 else f"{opening}{symbol + 1}{closing}"
+        for position, symbol in zip(plan.kept.tolist(), plan.symbol.tolist(), strict=True)
+    ]
+    return "".join(header) + "".join(body), plan.entries
 
 
 def decompress_text(rendered: str) -> str:
@@ -160,6 +157,11 @@ def decompress_text(rendered: str) -> str:
     return placeholder.sub(expand, rendered[position:])
 
 
+def looks_like_header(text: str) -> bool:
+    """Whether ``text`` starts like a rendering (and so must be framed to round-trip)."""
+    return _HEADER.match(text) is not None
+
+
 def choose_markers(text: str) -> tuple[str, str]:
     """The first marker pair whose characters do not occur in ``text`` (private use as fallback)."""
     present = set(text)
@@ -170,24 +172,39 @@ def choose_markers(text: str) -> tuple[str, str]:
     return next(free), next(free)
 
 
-def _first_occurrence_order(repeats: list[Repeat]) -> list[Repeat]:
-    return sorted(repeats, key=lambda repeat: int(repeat.positions[0]))
+class _Plan:
+    """Where the repeats go: dictionary entries in order of first use, and the body layout.
 
+    ``kept`` are the sequence positions that stay in the body (literals and the first slot of
+    each use); ``symbol[i]`` is the entry index standing at ``kept[i]``, or -1 for a literal.
+    """
 
-def _substitute(codes: np.ndarray, repeats: list[Repeat], symbols: list) -> list:
-    """``codes`` as a list with every occurrence of ``repeats[k]`` replaced by ``symbols[k]``."""
-    keep = np.ones(len(codes), dtype=bool)
-    symbol_at = np.full(len(codes), -1, dtype=np.int64)
-    for index, repeat in enumerate(repeats):
-        keep[(repeat.positions[:, None] + np.arange(repeat.length)).ravel()] = False
-        keep[repeat.positions] = True  # the run's first slot holds its symbol
-        symbol_at[repeat.positions] = index
-    kept = np.flatnonzero(keep)
-    body = codes[kept].tolist()
-    marks = symbol_at[kept]
-    for slot in np.flatnonzero(marks >= 0).tolist():
-        body[slot] = symbols[marks[slot]]
-    return body
+    def __init__(self, repeats: list[Repeats], size: int) -> None:
+        firsts = [found.first_positions() for found in repeats]
+        first = np.concatenate([np.zeros(0, dtype=np.int64), *firsts])
+        lengths = np.concatenate(
+            [np.zeros(0, dtype=np.int64)]
+            + [np.full(found.groups, found.length, dtype=np.int64) for found in repeats]
+        )
+        order = np.argsort(first, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        self.entries = len(order)
+        self._first, self._lengths = first[order], lengths[order]
+
+        keep = np.ones(size, dtype=bool)
+        symbol_at = np.full(size, -1, dtype=np.int64)
+        offset = 0
+        for found in repeats:
+            keep[found.covered()] = False
+            keep[found.positions] = True  # a use's first slot holds its symbol
+            symbol_at[found.positions] = rank[offset + found.group]
+            offset += found.groups
+        self.kept = np.flatnonzero(keep)
+        self.symbol = symbol_at[self.kept]
+
+    def entry_spans(self) -> list[tuple[int, int]]:
+        return list(zip(self._first.tolist(), self._lengths.tolist(), strict=True))
 
 
 @register("metatoken", aliases=("lossless", "meta-token"))
@@ -229,19 +246,25 @@ class MetaTokenCompressor(Compressor):
         return [self._compress_one(request) for request in requests]
 
     def _compress_one(self, request: CompressionRequest) -> CompressionResult:
-        text = self._render(request.context)
-        documents = [self._render(doc) for doc in request.documents] if request.is_list else None
+        text, original, compressed = self._render(request.context)
+        documents = [self._render(doc)[0] for doc in request.documents] if request.is_list else None
         return CompressionResult(
             text=text,
-            original_tokens=self.tokenizer.count(request.context),
-            compressed_tokens=self.tokenizer.count(text),
+            original_tokens=original,
+            compressed_tokens=compressed,
             method=self.name,
             settings=self.settings,
             documents=documents,
             kept_spans=[Span(i, 0, len(doc)) for i, doc in enumerate(request.documents) if doc],
         )
 
-    def _render(self, text: str) -> str:
+    def _render(self, text: str) -> tuple[str, int, int]:
+        """The rendering and the token counts of input and output.
+
+        Falls back to the input itself when the rendering is not shorter (placeholders can
+        re-tokenize worse than predicted at their edges); input that looks like a header keeps
+        its framing, which decompression needs.
+        """
         markers = choose_markers(text)
         ref_cost, def_cost = self._costs(markers)
         rendered, _ = compress_text(
@@ -252,13 +275,18 @@ class MetaTokenCompressor(Compressor):
             def_cost=def_cost,
             max_run=self.max_run,
         )
-        return rendered
+        original = self.tokenizer.count(text)
+        compressed = self.tokenizer.count(rendered) if rendered is not text else original
+        if compressed >= original and not looks_like_header(text):
+            return text, original, original
+        return rendered, original, compressed
 
     def _costs(self, markers: tuple[str, str]) -> tuple[int, int]:
         """Target tokens of a placeholder and of an entry's framing, for these markers."""
         if markers not in self._marker_costs:
             opening, closing = markers
-            reference = self.tokenizer.count(f" {opening}12{closing}")
+            # +1: a placeholder often splits a merge its neighbours would have made.
+            reference = self.tokenizer.count(f" {opening}12{closing}") + 1
             definition = self.tokenizer.count(f"{opening}12=") + self.tokenizer.count(
                 f"{closing}\n"
             )
