@@ -17,8 +17,15 @@ C = TypeVar("C", bound=type[Compressor])
 #: name -> module that registers it on import (the built-in compressors).
 _BUILTIN_MODULES: dict[str, str] = {
     "metatoken": "ragpress.compressors.metatoken",
+    "entropy": "ragpress.compressors.entropy",
 }
-_ALIASES: dict[str, str] = {"lossless": "metatoken", "meta-token": "metatoken"}
+_ALIASES: dict[str, str] = {
+    "lossless": "metatoken",
+    "meta-token": "metatoken",
+    "selective-context": "entropy",
+    "llmlingua": "entropy",
+    "longllmlingua": "entropy",
+}
 _FACTORIES: dict[str, Callable[..., Compressor]] = {}
 
 

@@ -7,9 +7,9 @@ can be cut out of the input verbatim (extractive output, provenance for free).
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from collections.abc import Iterable, Sequence
+from json import JSONDecoder
 from typing import Literal
 
 import numpy as np
@@ -23,6 +23,8 @@ _NUMBER = re.compile(r"[-+]?[$€£¥]?\d(?:[\d,.:/]*\d)?(?:%|st|nd|rd|th)?")
 _FENCED_CODE = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 _INLINE_CODE = re.compile(r"`[^`\n]+`")
 _JSON_OPEN = re.compile(r"[\[{]")
+#: The keyword switches of :func:`protected_spans`.
+PROTECT_KINDS = ("code", "json", "urls", "numbers")
 
 
 def sentence_spans(text: str) -> list[Interval]:
@@ -104,7 +106,7 @@ def protected_spans(
     *,
     force_tokens: Iterable[str] = (),
     code: bool = True,
-    json_values: bool = True,
+    json: bool = True,
     urls: bool = True,
     numbers: bool = True,
 ) -> list[Interval]:
@@ -116,7 +118,7 @@ def protected_spans(
     if code:
         spans += [m.span() for m in _FENCED_CODE.finditer(text)]
         spans += [m.span() for m in _INLINE_CODE.finditer(text)]
-    if json_values:
+    if json:
         spans += _json_spans(text)
     if urls:
         spans += [m.span() for m in _URL.finditer(text)]
@@ -160,7 +162,7 @@ def overlaps_any(units: Sequence[Interval], spans: Sequence[Interval]) -> np.nda
 
 def _json_spans(text: str) -> list[Interval]:
     """Objects and arrays that parse as JSON (at least one key or two items, to skip "[1]")."""
-    decoder = json.JSONDecoder()
+    decoder = JSONDecoder()
     spans: list[Interval] = []
     position = 0
     while True:

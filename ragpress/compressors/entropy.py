@@ -1,0 +1,337 @@
+"""Entropy token pruning: Selective Context, LLMLingua and LongLLMLingua on one ONNX NLL graph.
+
+A small causal LM scores every token by its negative log-likelihood (self-information). Scores
+are pooled to lexical units (words, phrases or sentences) and the least informative units are
+dropped until the budget, counted in the target tokenizer, is met.
+
+With a question (LongLLMLingua), two passes per document run in one batch:
+
+* ``document + instruction + question``: plain token NLLs, and the NLL of the question after
+  the document, which ranks documents (a document that makes the question likely is relevant);
+* ``question + document``: token NLLs given the question. The *contrast*, plain minus
+  conditioned, is high where the question makes the text predictable: the text it is about.
+
+Unit score = z(information) + ``relevance`` x (z(sentence contrast) + z(document rank)); the
+document rank also drives the coarse step, which drops whole low-ranked documents first.
+Long documents are scored in windows with overlap (linear time, bounded memory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from ragpress.base import Compressor
+from ragpress.registry import register
+from ragpress.selection import Units, scored_spans, select
+from ragpress.text import (
+    PROTECT_KINDS,
+    aggregate_to_words,
+    align_tokens_to_words,
+    overlaps_any,
+    protected_spans,
+    sentence_spans,
+    word_spans,
+)
+from ragpress.types import CompressionRequest, CompressionResult
+
+Unit = Literal["word", "phrase", "sentence"]
+RANK_INSTRUCTION = "\n\nWe can get the answer to this question in the given documents.\nQuestion: "
+QUESTION_PREFIX = "Question: {query}\nAnswer it from this text:\n"
+#: Kinds of protected spans kept whatever the budget ("numbers" too: opt in, as number-heavy
+#: text would otherwise spend the whole budget on them; see ragpress.text.protected_spans).
+DEFAULT_PROTECT = ("code", "json", "urls")
+
+
+@dataclass
+class _Doc:
+    """One document of one request, with everything the scorer produces for it."""
+
+    request: int
+    index: int
+    text: str
+    ids: list[int]
+    offsets: np.ndarray
+    plain: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    conditioned: np.ndarray | None = None
+    question_nll: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A window of a document to score: ``sequence[skip:]`` are the document's ``[begin, end)``."""
+
+    doc: _Doc
+    conditioned: bool
+    sequence: list[int]
+    skip: int
+    begin: int
+    end: int
+    question_at: int | None = None  # where question tokens start (ranking pass only)
+
+
+@register("entropy", aliases=("selective-context", "llmlingua", "longllmlingua"))
+class EntropyCompressor(Compressor):
+    default_rate = 0.5
+
+    def __init__(
+        self,
+        *,
+        model: str = "smollm2-135m",
+        backend: Literal["onnx", "torch"] = "onnx",
+        variant: str = "fp32",
+        unit: Unit = "word",
+        question_aware: bool = True,
+        relevance: float = 1.0,
+        coarse: bool = False,
+        coarse_factor: float = 2.0,
+        window: int = 1024,
+        overlap: int = 128,
+        protect: Sequence[str] = DEFAULT_PROTECT,
+        force_tokens: Sequence[str] = (),
+        batch_size: int = 8,
+        device: str = "auto",
+        threads: int | None = None,
+        target_tokenizer: Any = None,
+    ) -> None:
+        super().__init__(target_tokenizer=target_tokenizer)
+        if unit not in ("word", "phrase", "sentence"):
+            raise ValueError(f"unit must be word, phrase or sentence; got {unit!r}")
+        if not 0 <= overlap < window // 2:
+            raise ValueError(f"overlap must be in [0, window/2); got {overlap} for {window}")
+        from ragpress.onnx.models import TokenScorer
+
+        self.scorer = TokenScorer(
+            model,
+            backend=backend,
+            variant=variant,
+            device=device,
+            threads=threads,
+            batch_size=batch_size,
+        )
+        self.unit, self.question_aware, self.relevance = unit, question_aware, relevance
+        self.coarse, self.coarse_factor = coarse, coarse_factor
+        self.window, self.overlap = window, overlap
+        self.protect, self.force_tokens = _check_protect(protect), tuple(force_tokens)
+        self._newline = self.scorer.tokenizer.encode("\n", add_special_tokens=False)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {
+            **super().settings,
+            **self.scorer.settings,
+            "unit": self.unit,
+            "question_aware": self.question_aware,
+            "relevance": self.relevance,
+            "coarse": self.coarse,
+            "window": self.window,
+            "overlap": self.overlap,
+            "protect": list(self.protect),
+            "force_tokens": list(self.force_tokens),
+        }
+
+    def _compress_batch(self, requests: Sequence[CompressionRequest]) -> list[CompressionResult]:
+        live = [i for i, request in enumerate(requests) if not request.is_empty]
+        docs = self._tokenize(requests, live)
+        self._score(docs, requests)
+        results = [self.passthrough(request) for request in requests]
+        for i in live:
+            results[i] = self._compress_one(requests[i], [d for d in docs if d.request == i])
+        return results
+
+    def _tokenize(self, requests: Sequence[CompressionRequest], live: list[int]) -> list[_Doc]:
+        pairs = [(i, j, doc) for i in live for j, doc in enumerate(requests[i].documents) if doc]
+        if not pairs:
+            return []
+        encoded = self.scorer.tokenizer(
+            [doc for _, _, doc in pairs], add_special_tokens=False, return_offsets_mapping=True
+        )
+        return [
+            _Doc(i, j, doc, ids, np.asarray(offsets, dtype=np.int64).reshape(-1, 2))
+            for (i, j, doc), ids, offsets in zip(
+                pairs, encoded["input_ids"], encoded["offset_mapping"], strict=True
+            )
+        ]
+
+    def _score(self, docs: list[_Doc], requests: Sequence[CompressionRequest]) -> None:
+        """Fill plain and conditioned NLLs of every document with one batched model call."""
+        encode = self.scorer.tokenizer.encode
+        jobs: list[_Job] = []
+        for doc in docs:
+            query = requests[doc.request].query if self.question_aware else None
+            doc.plain = np.zeros(len(doc.ids))
+            question = encode(RANK_INSTRUCTION + query, add_special_tokens=False) if query else []
+            jobs += self._windows(doc, self._newline, conditioned=False, suffix=question)
+            if query:
+                doc.conditioned = np.zeros(len(doc.ids))
+                prefix = encode(QUESTION_PREFIX.format(query=query), add_special_tokens=False)
+                jobs += self._windows(doc, prefix, conditioned=True)
+        outputs = self.scorer.nll([job.sequence for job in jobs])
+        for job, nll in zip(jobs, outputs, strict=True):
+            target = job.doc.conditioned if job.conditioned else job.doc.plain
+            target[job.begin : job.end] = nll[job.skip : job.skip + job.end - job.begin]
+            if job.question_at is not None:
+                job.doc.question_nll = float(nll[job.question_at :].mean())
+
+    def _windows(
+        self, doc: _Doc, prefix: list[int], *, conditioned: bool, suffix: Sequence[int] = ()
+    ) -> list[_Job]:
+        """Cut a document into windows; each sees ``overlap`` earlier tokens as context.
+
+        The ranking ``suffix`` (instruction + question) follows the first window only: the
+        question's likelihood after the start of a document ranks it.
+        """
+        step = self.window - self.overlap
+        jobs = []
+        for begin in range(0, max(1, len(doc.ids)), step):
+            end = min(begin + step, len(doc.ids))
+            context = max(0, begin - self.overlap)
+            sequence = [*prefix, *doc.ids[context:end]]
+            tail = list(suffix) if begin == 0 and suffix else []
+            jobs.append(
+                _Job(
+                    doc,
+                    conditioned,
+                    sequence + tail,
+                    len(prefix) + begin - context,
+                    begin,
+                    end,
+                    question_at=len(sequence) if tail else None,
+                )
+            )
+            if end == len(doc.ids):
+                break
+        return jobs
+
+    def _compress_one(self, request: CompressionRequest, docs: list[_Doc]) -> CompressionResult:
+        original = self.tokenizer.count(request.context)
+        budget = request.token_budget(original, self.default_rate)
+        units = Units.concat([self._units(doc) for doc in docs])
+        if request.query and self.question_aware and len(docs) > 1:
+            units.score += (
+                self.relevance
+                * _z(self._document_rank(docs))[np.searchsorted([d.index for d in docs], units.doc)]
+            )
+            if self.coarse:
+                self._drop_documents(request, docs, units, budget)
+        selection = select(request.documents, units, self.tokenizer, budget)
+        return CompressionResult(
+            text=selection.text,
+            original_tokens=original,
+            compressed_tokens=selection.tokens,
+            method=self.name,
+            settings=self.settings,
+            documents=selection.documents if request.is_list else None,
+            kept_spans=selection.kept_spans,
+            scores=scored_spans(units),
+            budget_tokens=budget,
+        )
+
+    def _units(self, doc: _Doc) -> Units:
+        words = word_spans(doc.text)
+        token_word = align_tokens_to_words(doc.offsets, words)
+        info = _fill(aggregate_to_words(doc.plain, token_word, len(words), "mean"))
+        score = _z(info)
+        if doc.conditioned is not None:
+            contrast = _fill(
+                aggregate_to_words(doc.plain - doc.conditioned, token_word, len(words), "mean")
+            )
+            score = _z(_fill(aggregate_to_words(doc.conditioned, token_word, len(words), "mean")))
+            score += self.relevance * _z(_sentence_mean(doc.text, words, contrast))
+        spans = np.asarray(words, dtype=np.int64).reshape(-1, 2)
+        spans, score = _group_units(doc.text, spans, score, self.unit)
+        protected = protected_spans(
+            doc.text,
+            force_tokens=self.force_tokens,
+            **{kind: kind in self.protect for kind in PROTECT_KINDS},
+        )
+        forced = overlaps_any([tuple(s) for s in spans.tolist()], protected)
+        return Units(
+            np.full(len(spans), doc.index, dtype=np.int64),
+            spans[:, 0].copy(),
+            spans[:, 1].copy(),
+            score,
+            forced,
+        )
+
+    @staticmethod
+    def _document_rank(docs: list[_Doc]) -> np.ndarray:
+        """Higher is more relevant: minus the question's NLL after each document."""
+        return -np.array([doc.question_nll for doc in docs])
+
+    def _drop_documents(
+        self, request: CompressionRequest, docs: list[_Doc], units: Units, budget: int | None
+    ) -> None:
+        """Coarse step: keep the best-ranked documents up to ``coarse_factor`` x budget."""
+        if budget is None:
+            return
+        order = np.argsort(-self._document_rank(docs), kind="stable")
+        allowance, kept = self.coarse_factor * budget, 0
+        for position in order.tolist():
+            doc = docs[position]
+            if kept >= allowance:
+                in_doc = units.doc == doc.index
+                units.score[in_doc] = -np.inf
+                units.forced[in_doc] = False
+            kept += self.tokenizer.count(doc.text)
+
+
+def _check_protect(kinds: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(kinds, str):
+        kinds = (kinds,)
+    unknown = set(kinds) - set(PROTECT_KINDS)
+    if unknown:
+        raise ValueError(f"unknown protect kinds {sorted(unknown)}; known: {PROTECT_KINDS}")
+    return tuple(kinds)
+
+
+def _z(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return values
+    spread = values.std()
+    return (values - values.mean()) / spread if spread > 1e-9 else np.zeros_like(values)
+
+
+def _fill(values: np.ndarray) -> np.ndarray:
+    """Words no token reached (rare: offsets off by whitespace) get the mean."""
+    if np.isnan(values).all():
+        return np.zeros_like(values)
+    return np.where(np.isnan(values), np.nanmean(values), values)
+
+
+def _sentence_mean(text: str, words: list[tuple[int, int]], values: np.ndarray) -> np.ndarray:
+    """Each word gets the mean of ``values`` over its sentence."""
+    if not words:
+        return values
+    starts = np.asarray([start for start, _ in sentence_spans(text)], dtype=np.int64)
+    sentence = np.searchsorted(starts, np.asarray(words)[:, 0], side="right") - 1
+    sums = np.bincount(sentence, weights=values, minlength=len(starts))
+    counts = np.maximum(np.bincount(sentence, minlength=len(starts)), 1)
+    return (sums / counts)[sentence]
+
+
+def _group_units(
+    text: str, words: np.ndarray, score: np.ndarray, unit: Unit
+) -> tuple[np.ndarray, np.ndarray]:
+    """Merge word units into phrases (cut at punctuation, at most 6 words) or sentences."""
+    if unit == "word" or not len(words):
+        return words, score
+    if unit == "sentence":
+        starts = np.asarray([start for start, _ in sentence_spans(text)], dtype=np.int64)
+        group = np.searchsorted(starts, words[:, 0], side="right") - 1
+    else:
+        is_punct = np.array([not text[a:b][0].isalnum() for a, b in words.tolist()])
+        breaks = np.concatenate([[True], is_punct[:-1]]) | is_punct
+        group = np.cumsum(breaks) - 1
+        position = np.arange(len(words)) - np.flatnonzero(breaks)[group]
+        group = np.cumsum(breaks | (position % 6 == 0)) - 1
+    _, first = np.unique(group, return_index=True)
+    last = np.concatenate([first[1:], [len(words)]]) - 1
+    spans = np.stack([words[first, 0], words[last, 1]], axis=1)
+    present = np.unique(group)
+    sums = np.bincount(group, weights=score)[present]
+    return spans, sums / np.bincount(group)[present]

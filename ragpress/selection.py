@@ -1,0 +1,153 @@
+"""Extractive selection shared by the lossy compressors: units in, kept text out.
+
+A *unit* is a character span of one document (a word, phrase or sentence) with a score; the
+selector keeps the best units within a token budget counted in the target tokenizer, always
+keeps protected units, and renders the kept units in their original order with their original
+whitespace, so the output only ever holds text from the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ragpress.text import Interval, merge_intervals
+from ragpress.tokenization import TargetTokenizer
+from ragpress.types import DOCUMENT_SEPARATOR, ScoredSpan, Span
+
+
+@dataclass
+class Units:
+    """All units of one request, over all its documents, in reading order."""
+
+    doc: np.ndarray  # document index of each unit
+    start: np.ndarray  # character offsets into that document
+    end: np.ndarray
+    score: np.ndarray
+    forced: np.ndarray  # protected: kept whatever the budget
+
+    def __len__(self) -> int:
+        return len(self.doc)
+
+    @classmethod
+    def concat(cls, parts: Sequence[Units]) -> Units:
+        if not parts:
+            empty = np.zeros(0, dtype=np.int64)
+            return cls(empty, empty, empty, np.zeros(0), np.zeros(0, dtype=bool))
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
+
+
+_FIELDS = ("doc", "start", "end", "score", "forced")
+
+
+@dataclass
+class Selection:
+    documents: list[str]
+    text: str
+    kept_spans: list[Span]
+    tokens: int
+
+
+def unit_pieces(documents: Sequence[str], units: Units) -> list[str]:
+    """Each unit with the whitespace before it (what it costs when kept after its neighbour)."""
+    pieces = []
+    for doc, start, end in zip(
+        units.doc.tolist(), units.start.tolist(), units.end.tolist(), strict=True
+    ):
+        text = documents[doc]
+        lead = start
+        while lead > 0 and text[lead - 1].isspace():
+            lead -= 1
+        pieces.append(text[lead:end])
+    return pieces
+
+
+def unit_costs(tokenizer: TargetTokenizer, pieces: list[str]) -> np.ndarray:
+    encode_batch = getattr(tokenizer, "encode_batch", None)
+    if encode_batch is not None:
+        return np.fromiter((len(ids) for ids in encode_batch(pieces)), dtype=np.int64)
+    return np.fromiter((tokenizer.count(piece) for piece in pieces), dtype=np.int64)
+
+
+def select(
+    documents: Sequence[str],
+    units: Units,
+    tokenizer: TargetTokenizer,
+    budget: int | None,
+    *,
+    threshold: float | None = None,
+) -> Selection:
+    """Keep units by score until ``budget`` target tokens (or those scoring >= ``threshold``)."""
+    keep = units.forced.copy()
+    order = np.argsort(-units.score, kind="stable")
+    if budget is None:
+        if threshold is None:
+            raise ValueError("give a token budget or a threshold")
+        keep |= units.score >= threshold
+        return render(documents, units, keep, tokenizer)
+    costs = unit_costs(tokenizer, unit_pieces(documents, units))
+    room = budget - int(costs[keep].sum())
+    candidates = order[~keep[order]]
+    fits = np.cumsum(costs[candidates]) <= room
+    keep[candidates[fits]] = True
+    selection = render(documents, units, keep, tokenizer)
+    # Unit costs are measured alone; joined text can differ by a few tokens. Trim to the budget.
+    kept_by_score = [i for i in order[::-1].tolist() if keep[i] and not units.forced[i]]
+    while selection.tokens > budget and kept_by_score:
+        excess = selection.tokens - budget
+        dropped = 0
+        while kept_by_score and dropped < excess:
+            index = kept_by_score.pop(0)
+            keep[index] = False
+            dropped += max(1, int(costs[index]))
+        selection = render(documents, units, keep, tokenizer)
+    return selection
+
+
+def render(
+    documents: Sequence[str], units: Units, keep: np.ndarray, tokenizer: TargetTokenizer
+) -> Selection:
+    """Kept units in order, each after its original whitespace; a space where a dropped unit
+    left two kept ones touching (so words never fuse)."""
+    outputs: list[list[str]] = [[] for _ in documents]
+    spans: list[list[Interval]] = [[] for _ in documents]
+    previous = (-1, -1)  # (doc, unit index) of the last kept unit
+    for index in np.flatnonzero(keep).tolist():
+        doc, start, end = int(units.doc[index]), int(units.start[index]), int(units.end[index])
+        text = documents[doc]
+        lead = start
+        while lead > 0 and text[lead - 1].isspace():
+            lead -= 1
+        adjacent = previous == (doc, index - 1)
+        if not outputs[doc]:
+            piece = text[start:end]
+        elif lead == start and not adjacent:
+            piece = " " + text[start:end]
+        else:
+            piece = text[lead:end]
+        outputs[doc].append(piece)
+        spans[doc].append((lead if adjacent else start, end))  # adjacent: touch and merge
+        previous = (doc, index)
+    compressed = ["".join(parts) for parts in outputs]
+    text = DOCUMENT_SEPARATOR.join(doc for doc in compressed if doc)
+    kept = [
+        Span(doc, start, end)
+        for doc, intervals in enumerate(spans)
+        for start, end in merge_intervals(intervals)
+    ]
+    return Selection(compressed, text, kept, tokenizer.count(text))
+
+
+def scored_spans(units: Units) -> list[ScoredSpan]:
+    return [
+        ScoredSpan(doc, start, end, score)
+        for doc, start, end, score in zip(
+            units.doc.tolist(),
+            units.start.tolist(),
+            units.end.tolist(),
+            units.score.tolist(),
+            strict=True,
+        )
+    ]

@@ -1,0 +1,116 @@
+"""Entropy pruning on the real SmolLM2 (ONNX): budget, protection, extractive order, question."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import ragpress
+from ragpress.types import CompressionResult
+
+pytestmark = pytest.mark.real_model
+
+FUEL = (
+    "Fuel dilution of the engine oil occurs when unburned fuel passes the piston rings. "
+    "It is most common on engines that run short trips in cold weather. "
+    "The first sign of fuel dilution is an oil level that rises between services. "
+    "Technicians should then change the oil and update the engine software."
+)
+NOISE = [
+    "The workshop in Lyon opens a second service lane in April, and the workshop in Grenoble "
+    "moves to a new building next to the ring road near the river.",
+    "Our spring campaign offers a free inspection of the cooling system and the air "
+    "conditioning for every customer who books before the end of May.",
+    "The annual dealer meeting takes place in Paris; dealers vote on the new logo, the "
+    "colours of the showroom furniture and the music played in the waiting area.",
+]
+
+
+@pytest.fixture(scope="module")
+def entropy():
+    return ragpress.get_compressor("entropy")
+
+
+def assert_extractive(documents: list[str], result: CompressionResult) -> None:
+    """Every output document is its kept spans, in order, joined by whitespace only."""
+    compressed = result.documents if result.documents is not None else [result.text]
+    for index, (source, output) in enumerate(zip(documents, compressed, strict=True)):
+        spans = [s for s in result.kept_spans if s.doc == index]
+        assert all(a.end <= b.start for a, b in zip(spans, spans[1:])), "spans out of order"
+        kept = "".join(source[s.start : s.end] for s in spans)
+        assert re.sub(r"\s+", "", output) == re.sub(r"\s+", "", kept)
+        # no fused words: every output word occurs as a word or word piece of the source
+        for word in output.split():
+            assert word in source, word
+
+
+@pytest.mark.parametrize("rate", [0.25, 0.5])
+def test_budget_is_met_in_the_target_tokenizer(entropy, rate):
+    documents = [FUEL, *NOISE]
+    result = entropy.compress(documents, rate=rate)
+    assert result.budget_tokens == round(rate * result.original_tokens + 0.4999)
+    assert result.compressed_tokens == entropy.tokenizer.count(result.text)
+    assert result.budget_tokens - 8 <= result.compressed_tokens <= result.budget_tokens
+    assert_extractive(documents, result)
+
+
+def test_target_tokens_and_a_custom_target_tokenizer(entropy):
+    words = ragpress.get_compressor("entropy", target_tokenizer=str.split)
+    result = words.compress(FUEL, target_tokens=20)
+    assert len(result.text.split()) <= 20
+    assert result.compressed_tokens >= 15
+    assert_extractive([FUEL], result)
+
+
+def test_protected_spans_survive_a_harsh_budget():
+    compressor = ragpress.get_compressor(
+        "entropy", protect=("urls", "numbers"), force_tokens=["piston rings"]
+    )
+    text = FUEL + " Details: https://example.org/sb-2291 and bulletin 4.2.1 of 2026."
+    result = compressor.compress(text, rate=0.3)
+    for needle in ("https://example.org/sb-2291", "4.2.1", "2026", "piston rings"):
+        assert needle in result.text
+    assert_extractive([text], result)
+
+
+def test_question_keeps_the_answer_sentence(entropy):
+    documents = [NOISE[0], FUEL, NOISE[1], NOISE[2]]
+    question = "What is the first sign of fuel dilution?"
+    result = entropy.compress(documents, question, rate=0.25)
+    assert "rises between services" in result.text
+    assert_extractive(documents, result)
+    # the question moves the choice: without it the answer words are not favoured as much
+    plain = entropy.compress(documents, rate=0.25)
+    answer = [s for s in result.scores if s.doc == 1 and FUEL[s.start : s.end] == "rises"][0]
+    plain_answer = [s for s in plain.scores if s.doc == 1 and FUEL[s.start : s.end] == "rises"][0]
+    assert answer.score > plain_answer.score
+
+
+def test_batch_matches_single_calls(entropy):
+    items = [{"context": FUEL, "rate": 0.5}, {"context": NOISE, "query": "Where?", "rate": 0.5}]
+    batch = entropy.compress_batch(items)
+    single = [entropy.compress(**item) for item in items]
+    assert [r.text for r in batch] == [r.text for r in single]
+
+
+def test_long_context_is_windowed(entropy):
+    small = ragpress.get_compressor("entropy", window=128, overlap=32)
+    long_text = " ".join([FUEL, *NOISE] * 4)
+    result = small.compress(long_text, rate=0.4)
+    assert result.original_tokens > 300
+    assert result.compressed_tokens <= result.budget_tokens
+    assert_extractive([long_text], result)
+
+
+def test_units_and_empty_input(entropy):
+    sentences = ragpress.get_compressor("entropy", unit="sentence")
+    result = sentences.compress(FUEL, rate=0.5)
+    assert (result.text and result.text in FUEL) or all(
+        part.strip() in FUEL for part in re.split(r"(?<=\.) ", result.text)
+    )
+    assert entropy.compress("   ").text == "   "
+    with pytest.raises(ValueError, match="unit"):
+        ragpress.get_compressor("entropy", unit="letters")
+    with pytest.raises(ValueError, match="protect"):
+        ragpress.get_compressor("entropy", protect=("everything",))
