@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -37,7 +38,7 @@ def assert_extractive(documents: list[str], result: CompressionResult) -> None:
     compressed = result.documents if result.documents is not None else [result.text]
     for index, (source, output) in enumerate(zip(documents, compressed, strict=True)):
         spans = [s for s in result.kept_spans if s.doc == index]
-        assert all(a.end <= b.start for a, b in zip(spans, spans[1:])), "spans out of order"
+        assert all(a.end <= b.start for a, b in itertools.pairwise(spans)), "spans out of order"
         kept = "".join(source[s.start : s.end] for s in spans)
         assert re.sub(r"\s+", "", output) == re.sub(r"\s+", "", kept)
         # no fused words: every output word occurs as a word or word piece of the source
@@ -82,8 +83,8 @@ def test_question_keeps_the_answer_sentence(entropy):
     assert_extractive(documents, result)
     # the question moves the choice: without it the answer words are not favoured as much
     plain = entropy.compress(documents, rate=0.25)
-    answer = [s for s in result.scores if s.doc == 1 and FUEL[s.start : s.end] == "rises"][0]
-    plain_answer = [s for s in plain.scores if s.doc == 1 and FUEL[s.start : s.end] == "rises"][0]
+    answer = next(s for s in result.scores if s.doc == 1 and FUEL[s.start : s.end] == "rises")
+    plain_answer = next(s for s in plain.scores if s.doc == 1 and FUEL[s.start : s.end] == "rises")
     assert answer.score > plain_answer.score
 
 
