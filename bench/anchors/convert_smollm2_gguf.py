@@ -69,7 +69,9 @@ def main() -> int:
     print(f"[convert] transformers {transformers.__version__}; GGUF {gguf}", file=sys.stderr)
 
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    src = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    src = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
     config = src.config
     if hasattr(config, "quantization_config"):
         delattr(config, "quantization_config")

@@ -115,7 +115,10 @@ def check_model(model_dir: Path) -> int:
         return 1
     ref_path = model_dir / "anchor_reference.json"
     if not ref_path.is_file():
-        print(f"[check] FAILED: {ref_path} missing (written by convert_smollm2_gguf.py)", file=sys.stderr)
+        print(
+            f"[check] FAILED: {ref_path} missing (written by convert_smollm2_gguf.py)",
+            file=sys.stderr,
+        )
         return 1
     ref = json.loads(ref_path.read_text())
     ref_ids = tok(ref["text"], return_tensors="pt", add_special_tokens=False).input_ids
@@ -160,7 +163,8 @@ class Runner:
                 use_llmlingua2=(mode == "llmlingua2"),
             )
             print(
-                f"[runner] loaded {mode} compressor from {model} in {time.perf_counter() - t0:.1f}s",
+                f"[runner] loaded {mode} compressor from {model} "
+                f"in {time.perf_counter() - t0:.1f}s",
                 file=sys.stderr,
             )
         return self._compressors[key]
@@ -204,16 +208,23 @@ class Runner:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--smollm2", type=Path, default=DEFAULT_SMOLLM2)
     ap.add_argument("--check", action="store_true")
-    ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch default)")
-    ap.add_argument("--repeat", type=int, default=1, help="time compress_prompt N times, report the minimum")
+    ap.add_argument(
+        "--threads", type=int, default=0, help="torch.set_num_threads (0: torch default)"
+    )
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="time compress_prompt N times, report the minimum"
+    )
     args = ap.parse_args()
     smollm2 = args.smollm2.resolve()
     if not (smollm2 / "config.json").is_file():
         print(
-            f"[runner] converted SmolLM2 folder missing: {smollm2} (run bench/anchors/setup_llmlingua.sh)",
+            f"[runner] converted SmolLM2 folder missing: {smollm2} "
+            "(run bench/anchors/setup_llmlingua.sh)",
             file=sys.stderr,
         )
         return 2
