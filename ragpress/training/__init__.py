@@ -1,0 +1,1 @@
+"""Reproducible training of the small learned parts (the attention probe, ...)."""
