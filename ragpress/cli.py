@@ -122,6 +122,31 @@ def models_list() -> None:
         )
 
 
+train_app = typer.Typer(help="Reproduce the learned parts from package-shipped models and data.")
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("attention-probe")
+def train_attention_probe(
+    model: Annotated[str, typer.Option(help="Proxy decoder (catalogue name).")] = "smollm2-135m",
+    items: Annotated[int, typer.Option(help="Training QA items.")] = 300,
+    eval_items: Annotated[int, typer.Option(help="Held-out dev items for ROC AUC.")] = 100,
+    l2: Annotated[float, typer.Option(help="L2 penalty of the logistic regression.")] = 10.0,
+    output: Annotated[str | None, typer.Option(help="Where to write the probe (.npz).")] = None,
+) -> None:
+    """Train the attention probe on development QA data (bigbench disfl_qa)."""
+    from ragpress.training.attention_probe import train
+
+    stats = train(
+        model=model,
+        items=items,
+        eval_items=eval_items,
+        l2=l2,
+        output=Path(output) if output else None,
+    )
+    typer.echo(json.dumps(stats, indent=2))
+
+
 @app.command()
 def methods() -> None:
     """List the compression methods."""

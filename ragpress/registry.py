@@ -18,6 +18,7 @@ C = TypeVar("C", bound=type[Compressor])
 _BUILTIN_MODULES: dict[str, str] = {
     "metatoken": "ragpress.compressors.metatoken",
     "entropy": "ragpress.compressors.entropy",
+    "attention-probe": "ragpress.compressors.attention_probe",
     "random": "ragpress.compressors.baselines",
     "first-k": "ragpress.compressors.baselines",
 }
@@ -28,6 +29,8 @@ _ALIASES: dict[str, str] = {
     "llmlingua": "entropy",
     "longllmlingua": "entropy",
     "truncate": "first-k",
+    "probe": "attention-probe",
+    "sentinel": "attention-probe",
 }
 _FACTORIES: dict[str, Callable[..., Compressor]] = {}
 

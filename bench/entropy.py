@@ -1,0 +1,164 @@
+"""Entropy pruning against the anchor, llmlingua 0.2.2, on the same SmolLM2 weights and inputs.
+
+Run: ``python -m bench.entropy [--items 40] [--rate 0.25]`` (needs
+``bash bench/anchors/setup_llmlingua.sh`` once for the llmlingua columns).
+
+Items: development QA items (bench/qa.py): a question, its gold SQuAD passage and 4 distractor
+passages. For each method at the same rate: share of items whose gold answer survives, the
+achieved ratio (SmolLM2 tokens, original / compressed) and seconds per item; then the speed
+ratio llmlingua / ragpress on the same items.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ragpress
+from bench.harness import markdown_table, write_results
+from bench.qa import QAItem, answer_survives, load_items
+
+ROOT = Path(__file__).resolve().parents[1]
+ANCHOR_PY = ROOT / "bench" / ".cache" / "llmlingua-venv" / "bin" / "python"
+ANCHOR_RUNNER = ROOT / "bench" / "anchors" / "llmlingua_runner.py"
+
+Run = Callable[[QAItem, float], str]
+
+
+def ragpress_runs() -> dict[str, tuple[Any, bool]]:
+    """Name -> (compressor, gives the question)."""
+    entropy = ragpress.get_compressor("entropy")
+    coarse = ragpress.get_compressor("entropy", coarse=True)
+    return {
+        "ragpress entropy (LLMLingua-1 style, no question)": (entropy, False),
+        "ragpress entropy question-aware": (entropy, True),
+        "ragpress entropy question-aware + coarse": (coarse, True),
+        "random word drop": (ragpress.get_compressor("random"), False),
+    }
+
+
+def run_ragpress(items: list[QAItem], rate: float) -> dict[str, dict[str, Any]]:
+    outcomes = {}
+    for name, (compressor, with_question) in ragpress_runs().items():
+        compressor.compress(items[0].documents(), items[0].question, rate=rate)  # warm-up
+        texts, seconds = [], []
+        for item in items:
+            started = time.perf_counter()
+            result = compressor.compress(
+                item.documents(), item.question if with_question else None, rate=rate
+            )
+            seconds.append(time.perf_counter() - started)
+            texts.append(result.text)
+        outcomes[name] = {"texts": texts, "seconds": seconds}
+    return outcomes
+
+
+def run_anchor(items: list[QAItem], rate: float) -> dict[str, dict[str, Any]]:
+    if not ANCHOR_PY.is_file():
+        print("llmlingua venv missing: run bash bench/anchors/setup_llmlingua.sh", file=sys.stderr)
+        return {}
+    outcomes = {}
+    for mode, label in (
+        ("llmlingua", "llmlingua LLMLingua-1"),
+        ("longllmlingua", "llmlingua LongLLMLingua"),
+    ):
+        lines = [
+            json.dumps(
+                {
+                    "id": item.id,
+                    "context": item.documents(),
+                    "question": item.question,
+                    "rate": rate,
+                    "mode": mode,
+                }
+            )
+            for item in [items[0], *items]  # the first line warms the model up
+        ]
+        completed = subprocess.run(
+            [str(ANCHOR_PY), str(ANCHOR_RUNNER), "--threads", "2"],
+            input="\n".join(lines) + "\n",
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        rows = [json.loads(line) for line in completed.stdout.splitlines() if line.strip()][1:]
+        errors = [row for row in rows if "error" in row]
+        if errors:
+            print(
+                f"{label}: {len(errors)} items failed, e.g. {errors[0]['error']}", file=sys.stderr
+            )
+        outcomes[label] = {
+            "texts": [row.get("compressed", "") for row in rows],
+            "seconds": [row.get("seconds", float("nan")) for row in rows],
+        }
+    return outcomes
+
+
+def summarise(items: list[QAItem], outcomes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    count = ragpress.get_target_tokenizer().count
+    originals = [count(item.context()) for item in items]
+    rows = []
+    for name, outcome in outcomes.items():
+        kept = [count(text) for text in outcome["texts"]]
+        survived = [
+            answer_survives(item, text) for item, text in zip(items, outcome["texts"], strict=True)
+        ]
+        rows.append(
+            {
+                "method": name,
+                "answer_survives_%": round(100 * sum(survived) / len(items), 1),
+                "ratio": round(sum(originals) / max(1, sum(kept)), 2),
+                "s_per_item_mean": round(statistics.fmean(outcome["seconds"]), 3),
+                "s_per_item_p50": round(statistics.median(outcome["seconds"]), 3),
+            }
+        )
+    return rows
+
+
+def speed_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_name = {row["method"]: row["s_per_item_mean"] for row in rows}
+    pairs = [
+        ("llmlingua LLMLingua-1", "ragpress entropy (LLMLingua-1 style, no question)"),
+        ("llmlingua LongLLMLingua", "ragpress entropy question-aware"),
+    ]
+    return [
+        {"anchor": anchor, "ragpress": ours, "speedup": round(by_name[anchor] / by_name[ours], 2)}
+        for anchor, ours in pairs
+        if anchor in by_name and ours in by_name
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=40)
+    parser.add_argument("--rate", type=float, default=0.25)
+    parser.add_argument("--split", default="dev")
+    parser.add_argument("--no-anchor", action="store_true")
+    args = parser.parse_args()
+    items = load_items(args.split, n=args.items, distractors=4)
+    outcomes = run_ragpress(items, args.rate)
+    if not args.no_anchor:
+        outcomes.update(run_anchor(items, args.rate))
+    rows = summarise(items, outcomes)
+    speed = speed_ratios(rows)
+    command = "python -m bench.entropy " + shlex.join(sys.argv[1:])
+    write_results(
+        "entropy",
+        rows,
+        command,
+        {"speed": speed, "items": len(items), "rate": args.rate, "split": args.split},
+    )
+    print(markdown_table(rows))
+    print(markdown_table(speed) if speed else "(no anchor run)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""Attention-probe sentence filter (after Sentinel, "Attention Probing of Proxy Models for LLM
+Context Compression", 2025; our own implementation from the paper).
+
+A small decoder reads ``context + question + "Answer:"``. The attention of the final position to
+each context token, per layer and head, is renormalised over the context span and averaged over
+each sentence's tokens: L x H features per sentence (270 for SmolLM2-135M). A logistic-regression
+probe trained on QA data (``ragpress train attention-probe``) turns them into the probability that
+the sentence answers the question; sentences are kept by probability until the budget is met,
+in their original order. Contexts longer than ``chunk_tokens`` are read in chunks that each end
+with the question.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ragpress.base import Compressor
+from ragpress.registry import register
+from ragpress.selection import Units, scored_spans, select
+from ragpress.text import align_tokens_to_words, sentence_spans
+from ragpress.types import CompressionRequest, CompressionResult
+
+PROMPT_TAIL = "\n\nQuestion: {query}\nAnswer:"
+DOC_JOIN = "\n\n"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Logistic regression over standardised log attention features."""
+
+    weights: np.ndarray
+    bias: float
+    mean: np.ndarray
+    scale: np.ndarray
+    model: str
+
+    def probability(self, features: np.ndarray) -> np.ndarray:
+        logits = ((features - self.mean) / self.scale) @ self.weights + self.bias
+        return 1.0 / (1.0 + np.exp(-logits))
+
+    def save(self, path: Path, **stats: Any) -> None:
+        np.savez(
+            path,
+            weights=self.weights,
+            bias=np.array(self.bias),
+            mean=self.mean,
+            scale=self.scale,
+            model=np.array(self.model),
+            **{f"stat_{k}": np.array(v) for k, v in stats.items()},
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> Probe:
+        with np.load(path, allow_pickle=False) as data:
+            return cls(
+                data["weights"],
+                float(data["bias"]),
+                data["mean"],
+                data["scale"],
+                str(data["model"]),
+            )
+
+    @classmethod
+    def bundled(cls, model: str) -> Probe:
+        name = f"probe-{model}.npz"
+        resource = resources.files("ragpress.data").joinpath(name)
+        if not resource.is_file():
+            raise FileNotFoundError(
+                f"no bundled attention probe for {model!r}; train one with "
+                f"`ragpress train attention-probe --model {model}` and pass probe=PATH"
+            )
+        with resources.as_file(resource) as path:
+            return cls.load(path)
+
+
+@dataclass
+class _Chunk:
+    """Consecutive sentences read together, with where each sits in the prompt."""
+
+    prompt: str
+    ranges: list[tuple[int, int]]  # character range of each sentence inside ``prompt``
+    units: list[int]  # index of each sentence in the request's unit list
+
+
+@register("attention-probe", aliases=("probe", "sentinel"))
+class AttentionProbeCompressor(Compressor):
+    default_rate = 0.5
+
+    def __init__(
+        self,
+        *,
+        model: str = "smollm2-135m",
+        backend: Literal["onnx", "torch"] = "onnx",
+        variant: str = "fp32",
+        probe: str | Path | None = None,
+        threshold: float | None = None,
+        chunk_tokens: int = 1024,
+        device: str = "auto",
+        threads: int | None = None,
+        target_tokenizer: Any = None,
+    ) -> None:
+        super().__init__(target_tokenizer=target_tokenizer)
+        from ragpress.onnx.models import AttentionRows
+
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        self.reader = AttentionRows(
+            model, backend=backend, variant=variant, device=device, threads=threads
+        )
+        self._probe_path = probe
+        self.threshold, self.chunk_tokens = threshold, chunk_tokens
+        if self.threshold is not None:
+            self.default_rate = None  # threshold mode unless a rate or target is given
+
+    @cached_property
+    def probe(self) -> Probe:
+        """The trained probe: ``probe=PATH`` or the one shipped for this model (loaded on use,
+        so training can build a compressor before any probe exists)."""
+        if self._probe_path:
+            return Probe.load(self._probe_path)
+        return Probe.bundled(self.reader.spec.name)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {
+            **super().settings,
+            **self.reader.settings,
+            "probe": str(self._probe_path or f"bundled:{self.reader.spec.name}"),
+            "threshold": self.threshold,
+            "chunk_tokens": self.chunk_tokens,
+        }
+
+    def _compress_batch(self, requests: Sequence[CompressionRequest]) -> list[CompressionResult]:
+        return [self._compress_one(request) for request in requests]
+
+    def _compress_one(self, request: CompressionRequest) -> CompressionResult:
+        if request.is_empty:
+            return self.passthrough(request)
+        if not request.query:
+            raise ValueError("attention-probe is query-aware: pass a query")
+        units, features = self.sentence_features(request.documents, request.query)
+        units.score = self.probe.probability(features)
+        original = self.tokenizer.count(request.context)
+        budget = request.token_budget(original, self.default_rate)
+        selection = select(
+            request.documents, units, self.tokenizer, budget, threshold=self.threshold
+        )
+        return CompressionResult(
+            text=selection.text,
+            original_tokens=original,
+            compressed_tokens=selection.tokens,
+            method=self.name,
+            settings=self.settings,
+            documents=selection.documents if request.is_list else None,
+            kept_spans=selection.kept_spans,
+            scores=scored_spans(units),
+            budget_tokens=budget,
+        )
+
+    def sentence_features(self, documents: Sequence[str], query: str) -> tuple[Units, np.ndarray]:
+        """Sentence units of ``documents`` and their (n, L*H) attention features."""
+        spans = [
+            (doc, start, end)
+            for doc, text in enumerate(documents)
+            for start, end in _trimmed_sentences(text)
+        ]
+        array = np.asarray(spans, dtype=np.int64).reshape(-1, 3)
+        units = Units(
+            array[:, 0],
+            array[:, 1],
+            array[:, 2],
+            np.zeros(len(array)),
+            np.zeros(len(array), dtype=bool),
+        )
+        chunks = self._chunks(documents, spans, query)
+        encoded = self.reader.tokenizer(
+            [chunk.prompt for chunk in chunks],
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+        )
+        rows = self.reader.rows(encoded["input_ids"])
+        layers_heads = int(np.prod(rows[0].shape[:2])) if rows else 0
+        features = np.zeros((len(spans), layers_heads))
+        for chunk, offsets, attention in zip(chunks, encoded["offset_mapping"], rows, strict=True):
+            features[chunk.units] = _chunk_features(chunk, offsets, attention)
+        return units, features
+
+    def _chunks(
+        self, documents: Sequence[str], spans: list[tuple[int, int, int]], query: str
+    ) -> list[_Chunk]:
+        tail = PROMPT_TAIL.format(query=query)
+        tokens = self.reader.tokenizer(
+            [documents[d][a:b] for d, a, b in spans], add_special_tokens=False
+        )["input_ids"]
+        chunks, current, size = [], [], 0
+        for index, ids in enumerate(tokens):
+            if current and size + len(ids) > self.chunk_tokens:
+                chunks.append(_build_chunk(documents, spans, current, tail))
+                current, size = [], 0
+            current.append(index)
+            size += len(ids)
+        if current:
+            chunks.append(_build_chunk(documents, spans, current, tail))
+        return chunks
+
+
+def _trimmed_sentences(text: str) -> list[tuple[int, int]]:
+    """Sentence spans without their surrounding whitespace (empty ones dropped)."""
+    trimmed = []
+    for start, end in sentence_spans(text):
+        piece = text[start:end]
+        left = len(piece) - len(piece.lstrip())
+        right = len(piece.rstrip())
+        if right > left:
+            trimmed.append((start + left, start + right))
+    return trimmed
+
+
+def _build_chunk(
+    documents: Sequence[str], spans: list[tuple[int, int, int]], members: list[int], tail: str
+) -> _Chunk:
+    parts: list[str] = []
+    ranges: list[tuple[int, int]] = []
+    position, previous_doc, previous_end = 0, None, 0
+    for index in members:
+        doc, start, end = spans[index]
+        if previous_doc is None:
+            separator = ""
+        elif doc == previous_doc:
+            separator = documents[doc][previous_end:start]  # the original whitespace
+        else:
+            separator = DOC_JOIN
+        parts.append(separator + documents[doc][start:end])
+        position += len(separator)
+        ranges.append((position, position + end - start))
+        position += end - start
+        previous_doc, previous_end = doc, end
+    return _Chunk("".join(parts) + tail, ranges, members)
+
+
+def _chunk_features(chunk: _Chunk, offsets: Sequence, attention: np.ndarray) -> np.ndarray:
+    """(sentences, L*H): log of mean attention per sentence token, relative to uniform."""
+    token_sentence = align_tokens_to_words(offsets, chunk.ranges)
+    context = np.flatnonzero(token_sentence >= 0)
+    rows = attention.reshape(-1, attention.shape[-1])[:, context]  # (L*H, context tokens)
+    rows = rows / np.maximum(rows.sum(axis=1, keepdims=True), 1e-12) * len(context)
+    members = token_sentence[context]
+    counts = np.bincount(members, minlength=len(chunk.ranges)).astype(np.float64)
+    sums = np.zeros((rows.shape[0], len(chunk.ranges)))
+    np.add.at(sums.T, members, rows.T)
+    mean = sums / np.maximum(counts, 1)
+    return np.log(mean.T + 1e-3)
