@@ -21,6 +21,7 @@ _BUILTIN_MODULES: dict[str, str] = {
     "attention-probe": "ragpress.compressors.attention_probe",
     "random": "ragpress.compressors.baselines",
     "first-k": "ragpress.compressors.baselines",
+    "embedding-similarity": "ragpress.compressors.baselines",
 }
 _ALIASES: dict[str, str] = {
     "lossless": "metatoken",
@@ -29,6 +30,7 @@ _ALIASES: dict[str, str] = {
     "llmlingua": "entropy",
     "longllmlingua": "entropy",
     "truncate": "first-k",
+    "embeddings": "embedding-similarity",
     "probe": "attention-probe",
     "sentinel": "attention-probe",
 }

@@ -98,6 +98,8 @@ class CompressionResult:
     scores: list[ScoredSpan] | None = None
     seconds: float = 0.0
     budget_tokens: int | None = None
+    #: Seconds per stage where the method measures them (e.g. forward, probe, selection).
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def ratio(self) -> float:

@@ -12,6 +12,7 @@ with the question.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -145,13 +146,18 @@ class AttentionProbeCompressor(Compressor):
             return self.passthrough(request)
         if not request.query:
             raise ValueError("attention-probe is query-aware: pass a query")
-        units, features = self.sentence_features(request.documents, request.query)
+        timings: dict[str, float] = {}
+        units, features = self.sentence_features(request.documents, request.query, timings)
+        started = time.perf_counter()
         units.score = self.probe.probability(features)
+        timings["probe"] += time.perf_counter() - started
+        started = time.perf_counter()
         original = self.tokenizer.count(request.context)
         budget = request.token_budget(original, self.default_rate)
         selection = select(
             request.documents, units, self.tokenizer, budget, threshold=self.threshold
         )
+        timings["selection"] = time.perf_counter() - started
         return CompressionResult(
             text=selection.text,
             original_tokens=original,
@@ -162,10 +168,18 @@ class AttentionProbeCompressor(Compressor):
             kept_spans=selection.kept_spans,
             scores=scored_spans(units),
             budget_tokens=budget,
+            timings=timings,
         )
 
-    def sentence_features(self, documents: Sequence[str], query: str) -> tuple[Units, np.ndarray]:
-        """Sentence units of ``documents`` and their (n, L*H) attention features."""
+    def sentence_features(
+        self, documents: Sequence[str], query: str, timings: dict[str, float] | None = None
+    ) -> tuple[Units, np.ndarray]:
+        """Sentence units of ``documents`` and their (n, L*H) attention features.
+
+        ``timings``, if given, receives the seconds of the decoder forward (``forward``) and of
+        the feature pooling (``probe``)."""
+        timings = {} if timings is None else timings
+        started = time.perf_counter()
         spans = [
             (doc, start, end)
             for doc, text in enumerate(documents)
@@ -185,11 +199,14 @@ class AttentionProbeCompressor(Compressor):
             add_special_tokens=False,
             return_offsets_mapping=True,
         )
+        forward_started = time.perf_counter()
         rows = self.reader.rows(encoded["input_ids"])
+        timings["forward"] = time.perf_counter() - forward_started
         layers_heads = int(np.prod(rows[0].shape[:2])) if rows else 0
         features = np.zeros((len(spans), layers_heads))
         for chunk, offsets, attention in zip(chunks, encoded["offset_mapping"], rows, strict=True):
             features[chunk.units] = _chunk_features(chunk, offsets, attention)
+        timings["probe"] = time.perf_counter() - started - timings["forward"]
         return units, features
 
     def _chunks(

@@ -73,3 +73,71 @@ class FirstWords(_WordBaseline):
 
     def _scores(self, count: int, rng: np.random.Generator) -> np.ndarray:
         return -np.arange(count, dtype=np.float64)
+
+
+@register("embedding-similarity", aliases=("embeddings",))
+class EmbeddingSimilarity(Compressor):
+    """Keeps the sentences most similar to the query (MiniLM mean-pooled cosine), like
+    LangChain's EmbeddingsFilter; a query-aware baseline for the model compressors."""
+
+    default_rate = 0.5
+
+    def __init__(self, *, model: str = "minilm-l6", target_tokenizer: Any = None) -> None:
+        super().__init__(target_tokenizer=target_tokenizer)
+        from transformers import AutoModel, AutoTokenizer
+
+        from ragpress.onnx.catalogue import get_spec
+        from ragpress.onnx.sources import weights_folder
+
+        folder = weights_folder(get_spec(model))
+        self._tokenizer = AutoTokenizer.from_pretrained(folder)
+        self._model = AutoModel.from_pretrained(folder, use_safetensors=True).eval()
+        self.model = model
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        batch = self._tokenizer(
+            list(texts), padding=True, truncation=True, max_length=256, return_tensors="pt"
+        )
+        with torch.inference_mode():
+            hidden = self._model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return torch.nn.functional.normalize(pooled, dim=-1).numpy()
+
+    def _compress_batch(self, requests: Sequence[CompressionRequest]) -> list[CompressionResult]:
+        return [self._one(request) for request in requests]
+
+    def _one(self, request: CompressionRequest) -> CompressionResult:
+        from ragpress.compressors.attention_probe import _trimmed_sentences
+
+        if request.is_empty:
+            return self.passthrough(request)
+        if not request.query:
+            raise ValueError("embedding-similarity is query-aware: pass a query")
+        spans = [
+            (i, a, b) for i, doc in enumerate(request.documents) for a, b in _trimmed_sentences(doc)
+        ]
+        array = np.asarray(spans, dtype=np.int64).reshape(-1, 3)
+        vectors = self.embed([request.query] + [request.documents[d][a:b] for d, a, b in spans])
+        units = Units(
+            array[:, 0],
+            array[:, 1],
+            array[:, 2],
+            vectors[1:] @ vectors[0],
+            np.zeros(len(array), dtype=bool),
+        )
+        original = self.tokenizer.count(request.context)
+        budget = request.token_budget(original, self.default_rate)
+        selection = select(request.documents, units, self.tokenizer, budget)
+        return CompressionResult(
+            text=selection.text,
+            original_tokens=original,
+            compressed_tokens=selection.tokens,
+            method=self.name,
+            settings={**self.settings, "model": self.model},
+            documents=selection.documents if request.is_list else None,
+            kept_spans=selection.kept_spans,
+            budget_tokens=budget,
+        )
