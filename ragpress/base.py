@@ -23,6 +23,8 @@ class Compressor(ABC):
     name: ClassVar[str]
     #: Kept share of tokens when neither ``rate`` nor ``target_tokens`` is given (None: no budget).
     default_rate: ClassVar[float | None] = None
+    #: True when the method cannot run without a query (adapters check it up front).
+    requires_query: ClassVar[bool] = False
 
     def __init__(self, *, target_tokenizer: Any = None) -> None:
         self.tokenizer: TargetTokenizer = get_target_tokenizer(target_tokenizer)

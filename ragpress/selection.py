@@ -94,14 +94,16 @@ def select(
     keep[candidates[fits]] = True
     selection = render(documents, units, keep, tokenizer)
     # Unit costs are measured alone; joined text can differ by a few tokens. Trim to the budget.
-    kept_by_score = [i for i in order[::-1].tolist() if keep[i] and not units.forced[i]]
-    while selection.tokens > budget and kept_by_score:
-        excess = selection.tokens - budget
-        dropped = 0
-        while kept_by_score and dropped < excess:
-            index = kept_by_score.pop(0)
+    weakest_first = iter([i for i in order[::-1].tolist() if keep[i] and not units.forced[i]])
+    while selection.tokens > budget:
+        excess, dropped = selection.tokens - budget, 0
+        for index in weakest_first:
             keep[index] = False
             dropped += max(1, int(costs[index]))
+            if dropped >= excess:
+                break
+        if not dropped:
+            break  # only protected units are left
         selection = render(documents, units, keep, tokenizer)
     return selection
 

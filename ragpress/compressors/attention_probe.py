@@ -93,6 +93,7 @@ class _Chunk:
 @register("attention-probe", aliases=("probe", "sentinel"))
 class AttentionProbeCompressor(Compressor):
     default_rate = 0.5
+    requires_query = True
 
     def __init__(
         self,

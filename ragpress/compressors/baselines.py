@@ -81,6 +81,7 @@ class EmbeddingSimilarity(Compressor):
     LangChain's EmbeddingsFilter; a query-aware baseline for the model compressors."""
 
     default_rate = 0.5
+    requires_query = True
 
     def __init__(self, *, model: str = "minilm-l6", target_tokenizer: Any = None) -> None:
         super().__init__(target_tokenizer=target_tokenizer)

@@ -1,0 +1,218 @@
+"""LangChain (langchain-core 1.x): a document compressor and an LCEL node.
+
+* :class:`RagpressCompressor` is a ``BaseDocumentCompressor``, for
+  ``ContextualCompressionRetriever(base_compressor=..., base_retriever=...)``.
+* :class:`RagpressRunnable` (or :func:`as_langchain`) is a chain step that maps
+  ``{"documents": [Document, ...], "question": str}`` to the same shape, compressed.
+
+Each output ``Document`` is a copy of its source (same ``id``, same metadata) with the compressed
+``page_content`` and one extra metadata key, ``"ragpress"``: ``method``, ``original_tokens`` and
+``compressed_tokens`` of that document (target tokenizer), its ``kept_spans`` as
+``[[start, end], ...]`` character offsets into the original ``page_content``, and the ``ratio``
+of the whole call. Documents compressed to nothing are dropped unless ``keep_empty=True``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ragpress.base import Compressor
+from ragpress.integrations import (
+    METADATA_KEY,
+    check_query,
+    compressed_documents,
+    figures,
+    is_empty,
+    missing_extra,
+    resolve_compressor,
+    validate_budget,
+)
+from ragpress.types import CompressionResult
+
+try:
+    from langchain_core.callbacks import Callbacks
+    from langchain_core.documents import BaseDocumentCompressor, Document
+    from langchain_core.runnables import RunnableConfig, RunnableSerializable
+    from pydantic import BaseModel, ConfigDict
+except ImportError as error:  # the extra is optional: say which one to install
+    raise ImportError(missing_extra("langchain-core", "langchain")) from error
+
+__all__ = ["METADATA_KEY", "RagpressCompressor", "RagpressRunnable", "as_langchain"]
+
+Chunk = dict[str, Any]
+
+
+class _RagpressSettings(BaseModel):
+    """Fields and constructor both LangChain classes share."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    compressor: Compressor
+    rate: float | None = None
+    target_tokens: int | None = None
+    keep_empty: bool = False
+
+    def __init__(
+        self,
+        compressor: str | Compressor,
+        *,
+        rate: float | None = None,
+        target_tokens: int | None = None,
+        keep_empty: bool = False,
+        **options: Any,
+    ) -> None:
+        """``compressor``: a registry name (built with ``options``) or a ``Compressor``."""
+        validate_budget(rate, target_tokens)
+        super().__init__(
+            compressor=resolve_compressor(compressor, options),
+            rate=rate,
+            target_tokens=target_tokens,
+            keep_empty=keep_empty,
+        )
+
+    def _item(self, documents: Sequence[Document], query: str | None) -> dict[str, Any]:
+        return {
+            "context": [document.page_content for document in documents],
+            "query": check_query(self.compressor, query),
+            "rate": self.rate,
+            "target_tokens": self.target_tokens,
+        }
+
+    def _rebuild(self, documents: Sequence[Document], result: CompressionResult) -> list[Document]:
+        outputs = compressed_documents(result, len(documents))
+        return [
+            _copy(document, text, figures(self.compressor, result, i, document.page_content, text))
+            for i, (document, text) in enumerate(zip(documents, outputs, strict=True))
+            if self.keep_empty or not is_empty(text)
+        ]
+
+
+class RagpressCompressor(_RagpressSettings, BaseDocumentCompressor):
+    """Compress retrieved documents for the query, all of one call in one model batch:
+    ``RagpressCompressor("entropy", rate=0.5)``."""
+
+    def compress_documents(
+        self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
+    ) -> Sequence[Document]:
+        if not documents:
+            return []
+        result = self.compressor.compress(**self._item(documents, query))
+        return self._rebuild(documents, result)
+
+    async def acompress_documents(
+        self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
+    ) -> Sequence[Document]:
+        # The model work is CPU-bound: a worker thread keeps the event loop free.
+        return await asyncio.to_thread(self.compress_documents, documents, query, callbacks)
+
+
+class RagpressRunnable(_RagpressSettings, RunnableSerializable[Chunk, Chunk]):
+    """LCEL step: ``{"documents": [...], "question": str}`` in, the same shape out, compressed.
+
+    Other keys of the input pass through. ``batch``/``abatch`` send every input through one
+    ``compress_batch`` call, so a batching backend scores them all in one go.
+    """
+
+    documents_key: str = "documents"
+    question_key: str = "question"
+
+    def __init__(
+        self,
+        compressor: str | Compressor,
+        *,
+        documents_key: str = "documents",
+        question_key: str = "question",
+        **kwargs: Any,
+    ) -> None:
+        """``kwargs``: ``rate``, ``target_tokens``, ``keep_empty`` and, for a name, its options."""
+        super().__init__(compressor, **kwargs)
+        self.documents_key, self.question_key = documents_key, question_key
+
+    def invoke(self, input: Chunk, config: RunnableConfig | None = None, **kwargs: Any) -> Chunk:
+        return self._call_with_config(self._compress_one, input, config)
+
+    async def ainvoke(
+        self, input: Chunk, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Chunk:
+        return await self._acall_with_config(self._acompress_one, input, config)
+
+    def batch(
+        self,
+        inputs: list[Chunk],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Chunk]:
+        return self._batch_with_config(
+            self._compress_all, inputs, config, return_exceptions=return_exceptions
+        )
+
+    async def abatch(
+        self,
+        inputs: list[Chunk],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Chunk]:
+        return await self._abatch_with_config(
+            self._acompress_all, inputs, config, return_exceptions=return_exceptions
+        )
+
+    def _compress_one(self, input_: Chunk) -> Chunk:
+        return self._compress_all([input_])[0]
+
+    async def _acompress_one(self, input_: Chunk) -> Chunk:
+        return await asyncio.to_thread(self._compress_one, input_)
+
+    async def _acompress_all(self, inputs: list[Chunk]) -> list[Chunk]:
+        return await asyncio.to_thread(self._compress_all, inputs)
+
+    def _compress_all(self, inputs: list[Chunk]) -> list[Chunk]:
+        documents = [self._documents(input_) for input_ in inputs]
+        # Inputs without documents skip the model; the others share one compress_batch call.
+        live = [i for i, docs in enumerate(documents) if docs]
+        items = [self._item(documents[i], self._question(inputs[i])) for i in live]
+        results = self.compressor.compress_batch(items) if items else []
+        by_input = dict(zip(live, results, strict=True))
+        return [
+            {**input_, self.documents_key: self._rebuild(docs, by_input[i]) if docs else []}
+            for i, (input_, docs) in enumerate(zip(inputs, documents, strict=True))
+        ]
+
+    def _documents(self, input_: Chunk) -> list[Document]:
+        if not isinstance(input_, Mapping) or self.documents_key not in input_:
+            raise TypeError(
+                f"{type(self).__name__} takes a mapping with {self.documents_key!r} and "
+                f"{self.question_key!r}, got {type(input_).__name__}"
+            )
+        documents = list(input_[self.documents_key])
+        for index, document in enumerate(documents):
+            if not isinstance(document, Document):
+                raise TypeError(
+                    f"{self.documents_key}[{index}] must be a Document, "
+                    f"got {type(document).__name__}"
+                )
+        return documents
+
+    def _question(self, input_: Chunk) -> str | None:
+        return input_.get(self.question_key)
+
+
+def as_langchain(compressor: str | Compressor, **kwargs: Any) -> RagpressRunnable:
+    """An LCEL step from any compressor: ``as_langchain("entropy", rate=0.5)``.
+
+    ``kwargs`` are those of :class:`RagpressRunnable`. For ``ContextualCompressionRetriever``
+    use :class:`RagpressCompressor` instead.
+    """
+    return RagpressRunnable(compressor, **kwargs)
+
+
+def _copy(document: Document, text: str, stats: dict[str, Any]) -> Document:
+    """A copy of ``document`` (id, type, metadata kept) with compressed text and figures."""
+    metadata = {**document.metadata, METADATA_KEY: stats}
+    content = "" if is_empty(text) else text
+    return document.model_copy(update={"page_content": content, "metadata": metadata})
