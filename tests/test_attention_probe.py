@@ -1,0 +1,67 @@
+"""Attention-probe sentence filter on the real SmolLM2 attention graph and the shipped probe."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import ragpress
+from ragpress.onnx.export import MANIFEST, prepare
+from tests.test_entropy import FUEL, NOISE, assert_extractive
+
+pytestmark = pytest.mark.real_model
+QUESTION = "What is the first sign of fuel dilution?"
+
+
+@pytest.fixture(scope="module")
+def probe():
+    return ragpress.get_compressor("attention-probe")
+
+
+def test_attention_rows_export_matches_torch():
+    manifest = json.loads((prepare("smollm2-135m", "attention") / MANIFEST).read_text())
+    assert manifest["parity"]["max_abs_diff"] < 1e-4
+
+
+def test_features_are_layers_times_heads_per_sentence(probe):
+    units, features = probe.sentence_features([FUEL, *NOISE], QUESTION)
+    assert features.shape == (len(units), 30 * 9)
+    assert np.isfinite(features).all()
+    assert len(units) == 4 + len(NOISE)  # FUEL has four sentences, each noise passage one
+
+
+def test_answer_sentence_is_ranked_high_and_kept(probe):
+    documents = [NOISE[0], FUEL, NOISE[1], NOISE[2]]
+    result = probe.compress(documents, QUESTION, rate=0.25)
+    assert "rises between services" in result.text
+    assert_extractive(documents, result)
+    ranked = sorted(result.scores, key=lambda s: -s.score)
+    top = [documents[s.doc][s.start : s.end] for s in ranked[:2]]
+    assert any("rises between services" in sentence for sentence in top)
+    assert all(s.doc == 1 for s in ranked[:2])  # the relevant passage outranks the noise
+    assert result.compressed_tokens <= result.budget_tokens
+
+
+def test_threshold_mode_and_errors():
+    strict = ragpress.get_compressor("attention-probe", threshold=0.99)
+    result = strict.compress([FUEL, *NOISE], QUESTION)
+    assert result.budget_tokens is None
+    assert all(s.score >= 0.99 for s in result.scores if s.score >= 0.99)
+    with pytest.raises(ValueError, match="query"):
+        strict.compress(FUEL)
+    with pytest.raises(ValueError, match="threshold"):
+        ragpress.get_compressor("attention-probe", threshold=2.0)
+
+
+def test_chunked_reading_gives_each_chunk_the_question(probe):
+    small = ragpress.get_compressor("attention-probe", chunk_tokens=40)
+    documents = [NOISE[0], FUEL, NOISE[1], NOISE[2]]
+    chunks = small._chunks(documents, [(1, 0, 10), (2, 0, 10)], QUESTION)
+    assert all(chunk.prompt.endswith(f"Question: {QUESTION}\nAnswer:") for chunk in chunks)
+    result = small.compress(documents, QUESTION, rate=0.3)
+    units, _ = small.sentence_features(documents, QUESTION)
+    assert len(result.scores) == len(units)  # every sentence scored, across several chunks
+    assert result.compressed_tokens <= result.budget_tokens
+    assert_extractive(documents, result)
