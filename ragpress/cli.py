@@ -131,7 +131,6 @@ def train_attention_probe(
     model: Annotated[str, typer.Option(help="Proxy decoder (catalogue name).")] = "smollm2-135m",
     items: Annotated[int, typer.Option(help="Training QA items.")] = 300,
     eval_items: Annotated[int, typer.Option(help="Held-out dev items for ROC AUC.")] = 100,
-    l2: Annotated[float, typer.Option(help="L2 penalty of the logistic regression.")] = 10.0,
     output: Annotated[str | None, typer.Option(help="Where to write the probe (.npz).")] = None,
 ) -> None:
     """Train the attention probe on development QA data (bigbench disfl_qa)."""
@@ -141,7 +140,6 @@ def train_attention_probe(
         model=model,
         items=items,
         eval_items=eval_items,
-        l2=l2,
         output=Path(output) if output else None,
     )
     typer.echo(json.dumps(stats, indent=2))
