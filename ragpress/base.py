@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from ragpress.selection import Units, scored_spans, select
 from ragpress.tokenization import TargetTokenizer, get_target_tokenizer
 from ragpress.types import CompressionRequest, CompressionResult, Span
 
@@ -79,6 +80,37 @@ class Compressor(ABC):
             documents=list(request.documents) if request.is_list else None,
             kept_spans=[Span(i, 0, len(doc)) for i, doc in enumerate(request.documents) if doc],
             budget_tokens=None,
+        )
+
+    def keep_best(
+        self,
+        request: CompressionRequest,
+        units: Units,
+        *,
+        original: int | None = None,
+        budget: int | None = None,
+        threshold: float | None = None,
+        report_scores: bool = True,
+        timings: dict[str, float] | None = None,
+    ) -> CompressionResult:
+        """Keep the best-scoring ``units`` within the request's budget (or above ``threshold``)
+        and wrap them as this method's result: the shared end of every extractive compressor."""
+        if original is None:
+            original = self.tokenizer.count(request.context)
+        if budget is None:
+            budget = request.token_budget(original, self.default_rate)
+        selection = select(request.documents, units, self.tokenizer, budget, threshold=threshold)
+        return CompressionResult(
+            text=selection.text,
+            original_tokens=original,
+            compressed_tokens=selection.tokens,
+            method=self.name,
+            settings=self.settings,
+            documents=selection.documents if request.is_list else None,
+            kept_spans=selection.kept_spans,
+            scores=scored_spans(units) if report_scores else None,
+            budget_tokens=budget,
+            timings=timings or {},
         )
 
     def __repr__(self) -> str:

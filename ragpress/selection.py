@@ -32,6 +32,16 @@ class Units:
         return len(self.doc)
 
     @classmethod
+    def from_spans(
+        cls, spans: Sequence[tuple[int, int, int]], score: np.ndarray | None = None
+    ) -> Units:
+        """Units from ``(doc, start, end)`` triples, unprotected, scored 0 unless given."""
+        array = np.asarray(spans, dtype=np.int64).reshape(-1, 3)
+        score = np.zeros(len(array)) if score is None else np.asarray(score, dtype=np.float64)
+        forced = np.zeros(len(array), dtype=bool)
+        return cls(array[:, 0].copy(), array[:, 1].copy(), array[:, 2].copy(), score, forced)
+
+    @classmethod
     def concat(cls, parts: Sequence[Units]) -> Units:
         if not parts:
             empty = np.zeros(0, dtype=np.int64)

@@ -24,7 +24,7 @@ import numpy as np
 
 from ragpress.base import Compressor
 from ragpress.registry import register
-from ragpress.selection import Units, scored_spans, select
+from ragpress.selection import Units
 from ragpress.text import align_tokens_to_words, sentence_spans
 from ragpress.types import CompressionRequest, CompressionResult
 
@@ -153,24 +153,9 @@ class AttentionProbeCompressor(Compressor):
         units.score = self.probe.probability(features)
         timings["probe"] += time.perf_counter() - started
         started = time.perf_counter()
-        original = self.tokenizer.count(request.context)
-        budget = request.token_budget(original, self.default_rate)
-        selection = select(
-            request.documents, units, self.tokenizer, budget, threshold=self.threshold
-        )
+        result = self.keep_best(request, units, threshold=self.threshold, timings=timings)
         timings["selection"] = time.perf_counter() - started
-        return CompressionResult(
-            text=selection.text,
-            original_tokens=original,
-            compressed_tokens=selection.tokens,
-            method=self.name,
-            settings=self.settings,
-            documents=selection.documents if request.is_list else None,
-            kept_spans=selection.kept_spans,
-            scores=scored_spans(units),
-            budget_tokens=budget,
-            timings=timings,
-        )
+        return result
 
     def sentence_features(
         self, documents: Sequence[str], query: str, timings: dict[str, float] | None = None
@@ -186,14 +171,7 @@ class AttentionProbeCompressor(Compressor):
             for doc, text in enumerate(documents)
             for start, end in _trimmed_sentences(text)
         ]
-        array = np.asarray(spans, dtype=np.int64).reshape(-1, 3)
-        units = Units(
-            array[:, 0],
-            array[:, 1],
-            array[:, 2],
-            np.zeros(len(array)),
-            np.zeros(len(array), dtype=bool),
-        )
+        units = Units.from_spans(spans)
         chunks = self._chunks(documents, spans, query)
         encoded = self.reader.tokenizer(
             [chunk.prompt for chunk in chunks],

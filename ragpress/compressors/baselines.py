@@ -13,7 +13,7 @@ import numpy as np
 
 from ragpress.base import Compressor
 from ragpress.registry import register
-from ragpress.selection import Units, select
+from ragpress.selection import Units
 from ragpress.text import word_spans
 from ragpress.types import CompressionRequest, CompressionResult
 
@@ -32,31 +32,17 @@ class _WordBaseline(Compressor):
         rng = np.random.default_rng(self.seed)
         return [self._one(request, rng) for request in requests]
 
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings, "seed": self.seed}
+
     def _one(self, request: CompressionRequest, rng: np.random.Generator) -> CompressionResult:
         if request.is_empty:
             return self.passthrough(request)
         spans = [(i, a, b) for i, doc in enumerate(request.documents) for a, b in word_spans(doc)]
-        array = np.asarray(spans, dtype=np.int64).reshape(-1, 3)
-        units = Units(
-            array[:, 0],
-            array[:, 1],
-            array[:, 2],
-            self._scores(len(array), rng),
-            np.zeros(len(array), dtype=bool),
-        )
-        original = self.tokenizer.count(request.context)
-        budget = request.token_budget(original, self.default_rate)
-        selection = select(request.documents, units, self.tokenizer, budget)
-        return CompressionResult(
-            text=selection.text,
-            original_tokens=original,
-            compressed_tokens=selection.tokens,
-            method=self.name,
-            settings={**self.settings, "seed": self.seed},
-            documents=selection.documents if request.is_list else None,
-            kept_spans=selection.kept_spans,
-            budget_tokens=budget,
-        )
+        units = Units.from_spans(spans)
+        units.score = self._scores(len(units), rng)
+        return self.keep_best(request, units, report_scores=False)
 
 
 @register("random")
@@ -120,25 +106,9 @@ class EmbeddingSimilarity(Compressor):
         spans = [
             (i, a, b) for i, doc in enumerate(request.documents) for a, b in _trimmed_sentences(doc)
         ]
-        array = np.asarray(spans, dtype=np.int64).reshape(-1, 3)
         vectors = self.embed([request.query] + [request.documents[d][a:b] for d, a, b in spans])
-        units = Units(
-            array[:, 0],
-            array[:, 1],
-            array[:, 2],
-            vectors[1:] @ vectors[0],
-            np.zeros(len(array), dtype=bool),
-        )
-        original = self.tokenizer.count(request.context)
-        budget = request.token_budget(original, self.default_rate)
-        selection = select(request.documents, units, self.tokenizer, budget)
-        return CompressionResult(
-            text=selection.text,
-            original_tokens=original,
-            compressed_tokens=selection.tokens,
-            method=self.name,
-            settings={**self.settings, "model": self.model},
-            documents=selection.documents if request.is_list else None,
-            kept_spans=selection.kept_spans,
-            budget_tokens=budget,
-        )
+        return self.keep_best(request, Units.from_spans(spans, vectors[1:] @ vectors[0]))
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings, "model": self.model}

@@ -26,7 +26,7 @@ import numpy as np
 
 from ragpress.base import Compressor
 from ragpress.registry import register
-from ragpress.selection import Units, scored_spans, select
+from ragpress.selection import Units
 from ragpress.text import (
     PROTECT_KINDS,
     aggregate_to_words,
@@ -217,18 +217,7 @@ class EntropyCompressor(Compressor):
             )
             if self.coarse:
                 self._drop_documents(request, docs, units, budget)
-        selection = select(request.documents, units, self.tokenizer, budget)
-        return CompressionResult(
-            text=selection.text,
-            original_tokens=original,
-            compressed_tokens=selection.tokens,
-            method=self.name,
-            settings=self.settings,
-            documents=selection.documents if request.is_list else None,
-            kept_spans=selection.kept_spans,
-            scores=scored_spans(units),
-            budget_tokens=budget,
-        )
+        return self.keep_best(request, units, original=original, budget=budget)
 
     def _units(self, doc: _Doc) -> Units:
         words = word_spans(doc.text)
