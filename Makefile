@@ -28,8 +28,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check ragpress tests bench
 	$(BIN)/ruff format --check ragpress tests bench
 
+# Each benchmark writes bench/results/NAME.{json,md}; the entropy one needs the llmlingua anchor.
 bench: $(STAMP)
+	bash bench/anchors/setup_llmlingua.sh
 	$(BIN)/python -m bench.metatoken
+	$(BIN)/python -m bench.models --lengths 512 2048 8192 --repeats 3
+	$(BIN)/python -m bench.entropy --items 40 --rate 0.25
+	$(BIN)/python -m bench.attention_probe --items 50
+	$(BIN)/python -m bench.ib_filter --items 40
 
 clean:
 	rm -rf $(VENV)
