@@ -21,7 +21,7 @@ from bench.harness import markdown_table, write_results
 from ragpress.training.logistic import roc_auc
 from ragpress.training.qa import QAItem, answer_in, answer_survives, load_items
 
-RATES = {"2x": 0.5, "4x": 0.25, "8x": 0.125}
+RATES = {"4x": 0.25, "2x": 0.5, "8x": 0.125}  # 4x first: it pays for the model forwards
 METHODS = {
     "attention-probe": {},
     "entropy": {},  # question-aware (LongLLMLingua-style)
@@ -30,8 +30,7 @@ METHODS = {
 }
 
 
-def probe_auc(items: list[QAItem]) -> dict[str, Any]:
-    compressor = ragpress.get_compressor("attention-probe")
+def probe_auc(compressor: Any, items: list[QAItem]) -> dict[str, Any]:
     labels, scores = [], []
     for item in items:
         documents = item.documents()
@@ -51,13 +50,31 @@ def probe_auc(items: list[QAItem]) -> dict[str, Any]:
     }
 
 
-def survival(items: list[QAItem]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def reuse_forwards(compressor: Any) -> None:
+    """Memoise the compressor's model runs, so 2x and 8x reuse the forwards of 4x (scores do
+    not depend on the rate); only the first rate's wall time is reported."""
+    for attribute in ("scorer", "reader"):
+        model = getattr(compressor, attribute, None)
+        if model is None:
+            continue
+        cache: dict[tuple, Any] = {}
+
+        def cached(sequences: Any, run: Any = model.run, cache: dict = cache) -> Any:
+            key = tuple(tuple(sequence) for sequence in sequences)
+            if key not in cache:
+                cache[key] = run(sequences)
+            return cache[key]
+
+        model.run = cached
+
+
+def survival(
+    compressors: dict[str, Any], items: list[QAItem]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     count = ragpress.get_target_tokenizer().count
     originals = sum(count(item.context()) for item in items)
     rows, latency = [], []
-    for method, options in METHODS.items():
-        compressor = ragpress.get_compressor(method, **options)
-        compressor.compress(items[0].documents(), items[0].question, rate=0.5)  # warm-up
+    for method, compressor in compressors.items():
         for label, rate in RATES.items():
             results, seconds = [], []
             for item in items:
@@ -72,7 +89,9 @@ def survival(items: list[QAItem]) -> tuple[list[dict[str, Any]], list[dict[str, 
                     "target": label,
                     "answer_survives_%": round(100 * float(np.mean(survived)), 1),
                     "achieved_ratio": round(originals / max(1, kept), 2),
-                    "ms_per_item": round(1000 * statistics.fmean(seconds), 1),
+                    "ms_per_item": round(1000 * statistics.fmean(seconds), 1)
+                    if label == "4x"
+                    else None,
                 }
             )
             print(rows[-1], flush=True)
@@ -99,9 +118,13 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=50)
     args = parser.parse_args()
     items = load_items("test", n=args.items, distractors=4)
-    auc = probe_auc(items)
-    print(auc, flush=True)
-    rows, latency = survival(items)
+    compressors = {}
+    for method, options in METHODS.items():
+        compressors[method] = ragpress.get_compressor(method, **options)
+        compressors[method].compress(items[0].documents(), items[0].question, rate=0.5)  # warm
+        reuse_forwards(compressors[method])
+    rows, latency = survival(compressors, items)
+    auc = probe_auc(compressors["attention-probe"], items)  # reuses the cached forwards
     command = "python -m bench.attention_probe " + shlex.join(sys.argv[1:])
     write_results(
         "attention_probe",
