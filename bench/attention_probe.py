@@ -121,7 +121,7 @@ def main() -> None:
     compressors = {}
     for method, options in METHODS.items():
         compressors[method] = ragpress.get_compressor(method, **options)
-        compressors[method].compress(items[0].documents(), items[0].question, rate=0.5)  # warm
+        compressors[method].compress(["A warm-up passage. Another one."], "Warm up?", rate=0.5)
         reuse_forwards(compressors[method])
     rows, latency = survival(compressors, items)
     auc = probe_auc(compressors["attention-probe"], items)  # reuses the cached forwards
