@@ -22,6 +22,7 @@ _BUILTIN_MODULES: dict[str, str] = {
     "random": "ragpress.compressors.baselines",
     "first-k": "ragpress.compressors.baselines",
     "embedding-similarity": "ragpress.compressors.baselines",
+    "ib-filter": "ragpress.compressors.ib_filter",
 }
 _ALIASES: dict[str, str] = {
     "lossless": "metatoken",
@@ -33,6 +34,7 @@ _ALIASES: dict[str, str] = {
     "embeddings": "embedding-similarity",
     "probe": "attention-probe",
     "sentinel": "attention-probe",
+    "ib": "ib-filter",
 }
 _FACTORIES: dict[str, Callable[..., Compressor]] = {}
 
