@@ -142,6 +142,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.25)
     parser.add_argument("--split", default="dev")
     parser.add_argument("--no-anchor", action="store_true")
+    parser.add_argument("--name", default="entropy", help="Results file name under bench/results.")
     args = parser.parse_args()
     items = load_items(args.split, n=args.items, distractors=4)
     outcomes = run_ragpress(items, args.rate)
@@ -151,7 +152,7 @@ def main() -> None:
     speed = speed_ratios(rows)
     command = "python -m bench.entropy " + shlex.join(sys.argv[1:])
     write_results(
-        "entropy",
+        args.name,
         rows,
         command,
         {"speed": speed, "items": len(items), "rate": args.rate, "split": args.split},
