@@ -98,10 +98,7 @@ def select(
         keep |= units.score >= threshold
         return render(documents, units, keep, tokenizer)
     costs = unit_costs(tokenizer, unit_pieces(documents, units))
-    room = budget - int(costs[keep].sum())
-    candidates = order[~keep[order]]
-    fits = np.cumsum(costs[candidates]) <= room
-    keep[candidates[fits]] = True
+    _fill(keep, order[~keep[order]], costs, budget - int(costs[keep].sum()))
     selection = render(documents, units, keep, tokenizer)
     # Unit costs are measured alone; joined text can differ by a few tokens. Trim to the budget.
     weakest_first = iter([i for i in order[::-1].tolist() if keep[i] and not units.forced[i]])
@@ -116,6 +113,21 @@ def select(
             break  # only protected units are left
         selection = render(documents, units, keep, tokenizer)
     return selection
+
+
+def _fill(keep: np.ndarray, candidates: np.ndarray, costs: np.ndarray, room: int) -> None:
+    """Greedy by score, skipping a unit that does not fit and trying the next ones: with
+    sentence units a long sentence must not leave the rest of the budget unused."""
+    prefix = np.cumsum(costs[candidates]) <= room  # the common case, vectorised
+    taken = int(prefix.sum())
+    keep[candidates[:taken]] = True
+    room -= int(costs[candidates[:taken]].sum())
+    for index in candidates[taken:].tolist():
+        if room <= 0:
+            break
+        if costs[index] <= room:
+            keep[index] = True
+            room -= int(costs[index])
 
 
 def render(
