@@ -116,18 +116,24 @@ def _latency(results: list[Any]) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=50)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--name", default="attention_probe", help="Results file name.")
     args = parser.parse_args()
     items = load_items("test", n=args.items, distractors=4)
     compressors = {}
-    for method, options in METHODS.items():
-        compressors[method] = ragpress.get_compressor(method, **options)
+    for method in args.methods:
+        compressors[method] = ragpress.get_compressor(method, **METHODS[method])
         compressors[method].compress(["A warm-up passage. Another one."], "Warm up?", rate=0.5)
         reuse_forwards(compressors[method])
     rows, latency = survival(compressors, items)
-    auc = probe_auc(compressors["attention-probe"], items)  # reuses the cached forwards
+    auc = (
+        probe_auc(compressors["attention-probe"], items)  # reuses the cached forwards
+        if "attention-probe" in compressors
+        else {}
+    )
     command = "python -m bench.attention_probe " + shlex.join(sys.argv[1:])
     write_results(
-        "attention_probe",
+        args.name,
         rows,
         command,
         {"probe_quality": [auc], "latency_4x": latency, "items": len(items), "split": "test"},
