@@ -37,9 +37,12 @@ def ragpress_runs() -> dict[str, tuple[Any, bool]]:
     """Name -> (compressor, gives the question)."""
     entropy = ragpress.get_compressor("entropy")
     coarse = ragpress.get_compressor("entropy", coarse=True)
+    int8 = ragpress.get_compressor("entropy", variant="int8")
     return {
         "ragpress entropy (LLMLingua-1 style, no question)": (entropy, False),
+        "ragpress entropy int8 (no question)": (int8, False),
         "ragpress entropy question-aware": (entropy, True),
+        "ragpress entropy int8 question-aware": (int8, True),
         "ragpress entropy question-aware + coarse": (coarse, True),
         "random word drop": (ragpress.get_compressor("random"), False),
     }
@@ -48,7 +51,7 @@ def ragpress_runs() -> dict[str, tuple[Any, bool]]:
 def run_ragpress(items: list[QAItem], rate: float) -> dict[str, dict[str, Any]]:
     outcomes = {}
     for name, (compressor, with_question) in ragpress_runs().items():
-        compressor.compress(items[0].documents(), items[0].question, rate=rate)  # warm-up
+        compressor.compress(["A warm-up passage. Another one."], "Warm up?", rate=rate)
         texts, seconds = [], []
         for item in items:
             started = time.perf_counter()
