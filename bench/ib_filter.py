@@ -20,8 +20,8 @@ from typing import Any
 import ragpress
 from bench.harness import markdown_table, write_results
 from ragpress.base import Compressor
-from ragpress.compressors.attention_probe import _trimmed_sentences
 from ragpress.compressors.ib_filter import BETA
+from ragpress.text import trimmed_sentence_spans
 from ragpress.training.qa import QAItem, answer_survives, load_items, noise_only
 from ragpress.types import CompressionResult
 
@@ -50,13 +50,13 @@ def distractors_dropped(documents: list[str], gold: str | None, result: Compress
         if text == gold:
             continue
         kept = [(s.start, s.end) for s in result.kept_spans if s.doc == index]
-        for start, end in _trimmed_sentences(text):
+        for start, end in trimmed_sentence_spans(text):
             dropped += not any(a < end and start < b for a, b in kept)
     return dropped
 
 
 def distractor_count(documents: list[str], gold: str | None) -> int:
-    return sum(len(_trimmed_sentences(text)) for text in documents if text != gold)
+    return sum(len(trimmed_sentence_spans(text)) for text in documents if text != gold)
 
 
 def evaluate(

@@ -42,6 +42,18 @@ def sentence_spans(text: str) -> list[Interval]:
     return list(itertools.pairwise(bounds))
 
 
+def trimmed_sentence_spans(text: str) -> list[Interval]:
+    """Sentence spans without their surrounding whitespace (empty ones dropped)."""
+    trimmed = []
+    for start, end in sentence_spans(text):
+        piece = text[start:end]
+        left = len(piece) - len(piece.lstrip())
+        right = len(piece.rstrip())
+        if right > left:
+            trimmed.append((start + left, start + right))
+    return trimmed
+
+
 def word_spans(text: str) -> list[Interval]:
     """Words (letters/digits with inner hyphens, apostrophes, dots) and single punctuation marks."""
     return [match.span() for match in _WORD.finditer(text)]

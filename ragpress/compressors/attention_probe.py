@@ -25,7 +25,7 @@ import numpy as np
 from ragpress.base import Compressor
 from ragpress.registry import register
 from ragpress.selection import Units
-from ragpress.text import align_tokens_to_words, sentence_spans
+from ragpress.text import align_tokens_to_words, trimmed_sentence_spans
 from ragpress.types import CompressionRequest, CompressionResult
 
 PROMPT_TAIL = "\n\nQuestion: {query}\nAnswer:"
@@ -169,7 +169,7 @@ class AttentionProbeCompressor(Compressor):
         spans = [
             (doc, start, end)
             for doc, text in enumerate(documents)
-            for start, end in _trimmed_sentences(text)
+            for start, end in trimmed_sentence_spans(text)
         ]
         units = Units.from_spans(spans)
         chunks = self._chunks(documents, spans, query)
@@ -205,18 +205,6 @@ class AttentionProbeCompressor(Compressor):
         if current:
             chunks.append(_build_chunk(documents, spans, current, tail))
         return chunks
-
-
-def _trimmed_sentences(text: str) -> list[tuple[int, int]]:
-    """Sentence spans without their surrounding whitespace (empty ones dropped)."""
-    trimmed = []
-    for start, end in sentence_spans(text):
-        piece = text[start:end]
-        left = len(piece) - len(piece.lstrip())
-        right = len(piece.rstrip())
-        if right > left:
-            trimmed.append((start + left, start + right))
-    return trimmed
 
 
 def _build_chunk(

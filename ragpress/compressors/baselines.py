@@ -14,7 +14,7 @@ import numpy as np
 from ragpress.base import Compressor
 from ragpress.registry import register
 from ragpress.selection import Units
-from ragpress.text import word_spans
+from ragpress.text import trimmed_sentence_spans, word_spans
 from ragpress.types import CompressionRequest, CompressionResult
 
 
@@ -97,14 +97,14 @@ class EmbeddingSimilarity(Compressor):
         return [self._one(request) for request in requests]
 
     def _one(self, request: CompressionRequest) -> CompressionResult:
-        from ragpress.compressors.attention_probe import _trimmed_sentences
-
         if request.is_empty:
             return self.passthrough(request)
         if not request.query:
             raise ValueError("embedding-similarity is query-aware: pass a query")
         spans = [
-            (i, a, b) for i, doc in enumerate(request.documents) for a, b in _trimmed_sentences(doc)
+            (i, a, b)
+            for i, doc in enumerate(request.documents)
+            for a, b in trimmed_sentence_spans(doc)
         ]
         vectors = self.embed([request.query] + [request.documents[d][a:b] for d, a, b in spans])
         return self.keep_best(request, Units.from_spans(spans, vectors[1:] @ vectors[0]))

@@ -51,9 +51,9 @@ from typing import Any, Literal
 import numpy as np
 
 from ragpress.base import Compressor
-from ragpress.compressors.attention_probe import _trimmed_sentences
 from ragpress.registry import register
 from ragpress.selection import Units, scored_spans
+from ragpress.text import trimmed_sentence_spans
 from ragpress.types import CompressionRequest, CompressionResult
 
 #: What the no-context baseline reads before the question (a short fixed instruction).
@@ -150,7 +150,7 @@ class IBFilterCompressor(Compressor):
             _Scored(r, d, a, b)
             for r, request in enumerate(requests)
             for d, text in enumerate(request.documents)
-            for a, b in _trimmed_sentences(text)
+            for a, b in trimmed_sentence_spans(text)
         ]
         documents = [
             _Scored(r, d, 0, len(text))
