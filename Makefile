@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml requirements-models.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/ragpress compress sample --query "What is the first sign of fuel dilution?"
+	$(BIN)/ragpress compress sample
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
