@@ -111,14 +111,12 @@ def get_target_tokenizer(spec: Any = None) -> TargetTokenizer:
     if backend is not None:
         return FastTokenizer(backend, getattr(spec, "name_or_path", type(spec).__name__))
     if hasattr(spec, "encode") and callable(spec.encode):
-        return CallableTokenizer(
-            lambda text: (
-                spec.encode(text, add_special_tokens=False)
-                if _accepts_special_tokens_flag(spec)
-                else spec.encode(text)
-            ),
-            type(spec).__name__,
-        )
+        # Probe the signature once, not on every encode (counting is on the hot path).
+        if _accepts_special_tokens_flag(spec):
+            return CallableTokenizer(
+                lambda text: spec.encode(text, add_special_tokens=False), type(spec).__name__
+            )
+        return CallableTokenizer(spec.encode, type(spec).__name__)
     if callable(spec):
         return CallableTokenizer(spec, getattr(spec, "__name__", "callable"))
     raise TypeError(
