@@ -14,7 +14,7 @@ from ragpress._runtime_check import ensure_single_onnxruntime
 from ragpress.base import Compressor
 from ragpress.registry import available, get_compressor, register
 from ragpress.tokenization import get_target_tokenizer
-from ragpress.types import CompressionRequest, CompressionResult, ScoredSpan, Span
+from ragpress.types import CompressionRequest, CompressionResult, ScoredSpan, Span, StageReport
 
 ensure_single_onnxruntime()
 
@@ -27,6 +27,7 @@ __all__ = [
     "Compressor",
     "ScoredSpan",
     "Span",
+    "StageReport",
     "available",
     "compress",
     "get_compressor",

@@ -23,6 +23,7 @@ _BUILTIN_MODULES: dict[str, str] = {
     "first-k": "ragpress.compressors.baselines",
     "embedding-similarity": "ragpress.compressors.baselines",
     "ib-filter": "ragpress.compressors.ib_filter",
+    "pipeline": "ragpress.compressors.pipeline",
 }
 _ALIASES: dict[str, str] = {
     "lossless": "metatoken",
@@ -37,6 +38,7 @@ _ALIASES: dict[str, str] = {
     "ib": "ib-filter",
 }
 _FACTORIES: dict[str, Callable[..., Compressor]] = {}
+PIPELINE_SEPARATOR = "+"
 
 
 def register(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[C], C]:
@@ -62,8 +64,8 @@ def resolve(name: str) -> str:
     return _ALIASES.get(key, key)
 
 
-def get_compressor(name: str, **options: Any) -> Compressor:
-    """Build the compressor called ``name`` with ``options`` (its constructor's keywords)."""
+def factory(name: str) -> Callable[..., Compressor]:
+    """The class (or factory) registered as ``name`` or one of its aliases."""
     if not isinstance(name, str):
         raise TypeError(f"method name must be a str, got {type(name).__name__}")
     key = resolve(name)
@@ -71,4 +73,14 @@ def get_compressor(name: str, **options: Any) -> Compressor:
         importlib.import_module(_BUILTIN_MODULES[key])
     if key not in _FACTORIES:
         raise ValueError(f"unknown compressor {name!r}; known: {', '.join(available())}")
-    return _FACTORIES[key](**options)
+    return _FACTORIES[key]
+
+
+def get_compressor(name: str, **options: Any) -> Compressor:
+    """Build the compressor called ``name`` with ``options`` (its constructor's keywords).
+
+    ``"a+b"`` names a pipeline of stages ``a`` then ``b`` (see ragpress.compressors.pipeline).
+    """
+    if isinstance(name, str) and PIPELINE_SEPARATOR in name:
+        return factory("pipeline")(name.split(PIPELINE_SEPARATOR), **options)
+    return factory(name)(**options)

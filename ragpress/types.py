@@ -27,6 +27,17 @@ class ScoredSpan(Span):
 
 
 @dataclass(frozen=True)
+class StageReport:
+    """What one stage of a pipeline did: tokens in and out, its allowance, its seconds."""
+
+    method: str
+    input_tokens: int
+    output_tokens: int
+    budget_tokens: int | None
+    seconds: float
+
+
+@dataclass(frozen=True)
 class CompressionRequest:
     """One validated call: build it with :meth:`create`, which raises on bad input."""
 
@@ -100,6 +111,8 @@ class CompressionResult:
     budget_tokens: int | None = None
     #: Seconds per stage where the method measures them (e.g. forward, probe, selection).
     timings: dict[str, float] = field(default_factory=dict)
+    #: One report per stage when the compressor is a pipeline (empty otherwise).
+    stages: list[StageReport] = field(default_factory=list)
 
     @property
     def ratio(self) -> float:

@@ -1,0 +1,258 @@
+"""Coarse-to-fine pipelines: compressors run one after the other under one overall budget.
+
+``Pipeline(["attention-probe", "entropy"])`` (or the name ``"probe+entropy"``) first lets the
+sentence filter drop whole sentences, then prunes words inside what is left. The request's
+budget B (from ``rate`` or ``target_tokens``, in the target tokenizer) is handed down: a lossy
+stage with k lossy stages after it may keep ``headroom**k`` x B tokens, so the last lossy stage
+meets B itself and every earlier one leaves it room to choose. A stage that finds its input
+already within its allowance keeps it whole. A lossless stage (``metatoken``) may only come last:
+it packs what the lossy stages kept, and its ``decompress`` restores that text.
+
+All requests of a batch go through each stage in one ``compress_batch`` call. The result's
+``kept_spans`` point into the original input (each stage's spans are mapped back through the
+stages before it) and ``stages`` reports what every stage did.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ragpress.base import Compressor
+from ragpress.registry import PIPELINE_SEPARATOR, factory, get_compressor, register
+from ragpress.types import CompressionRequest, CompressionResult, Span, StageReport
+
+
+@register("pipeline")
+class Pipeline(Compressor):
+    """Stages (names or instances) run in order; see the module docstring for the budget."""
+
+    def __init__(
+        self,
+        stages: Sequence[str | Compressor] | str,
+        *,
+        headroom: float = 2.0,
+        stage_options: Mapping[str, Mapping[str, Any]] | None = None,
+        target_tokenizer: Any = None,
+        **shared_options: Any,
+    ) -> None:
+        """``stage_options`` maps a stage name to its constructor keywords; ``shared_options``
+        (e.g. ``variant="int8"``, ``backend="torch"``) go to every named stage that takes them."""
+        super().__init__(target_tokenizer=target_tokenizer)
+        if isinstance(stages, str):
+            stages = stages.split(PIPELINE_SEPARATOR)
+        if len(stages) < 2:
+            raise ValueError("a pipeline needs at least two stages, e.g. 'probe+entropy'")
+        if not headroom >= 1.0:
+            raise ValueError(f"headroom must be >= 1, got {headroom}")
+        self.headroom = float(headroom)
+        self.stages = _build_stages(stages, self.tokenizer, stage_options or {}, shared_options)
+        self.lossy = [stage for stage in self.stages if not _is_lossless(stage)]
+        if not self.lossy:
+            raise ValueError("a pipeline needs at least one lossy stage")
+        lossless = [i for i, stage in enumerate(self.stages) if _is_lossless(stage)]
+        if any(i != len(self.stages) - 1 for i in lossless):
+            raise ValueError("a lossless stage (metatoken) may only come last")
+        self.requires_query = any(stage.requires_query for stage in self.stages)  # type: ignore[misc]
+        # Without a budget, the overall one comes from the last lossy stage's default.
+        self.default_rate = self.lossy[-1].default_rate  # type: ignore[misc]
+        self.name = PIPELINE_SEPARATOR.join(stage.name for stage in self.stages)  # type: ignore[misc]
+
+    @property
+    def question_aware(self) -> bool:
+        """True when some stage uses the query (adapters then insist on one)."""
+        return any(
+            stage.requires_query or getattr(stage, "question_aware", False) for stage in self.stages
+        )
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {
+            **super().settings,
+            "headroom": self.headroom,
+            "stages": [{"method": stage.name, **stage.settings} for stage in self.stages],
+        }
+
+    def _compress_batch(self, requests: Sequence[CompressionRequest]) -> list[CompressionResult]:
+        originals = [self.tokenizer.count(request.context) for request in requests]
+        budgets = [
+            request.token_budget(original, self.default_rate)
+            for request, original in zip(requests, originals, strict=True)
+        ]
+        current = list(requests)
+        maps = [_identity_maps(request.documents) for request in requests]
+        reports: list[list[StageReport]] = [[] for _ in requests]
+        results: list[CompressionResult] = []
+        for stage in self.stages:
+            staged = [
+                _stage_request(request, self._allowance(stage, budget), _is_lossless(stage))
+                for request, budget in zip(current, budgets, strict=True)
+            ]
+            results = stage.compress_batch(staged)
+            for index, (request, result) in enumerate(zip(staged, results, strict=True)):
+                reports[index].append(_report(stage, request, result, self.tokenizer))
+                if not _is_lossless(stage):
+                    maps[index] = _compose(maps[index], request.documents, result)
+                    current[index] = _next_request(requests[index], request, result)
+        if _is_lossless(self.stages[-1]):
+            for result, request in zip(results, current, strict=True):
+                result.documents = _refill(result.documents, request.documents)
+        return [
+            self._result(*parts)
+            for parts in zip(requests, originals, budgets, results, maps, reports, strict=True)
+        ]
+
+    def _allowance(self, stage: Compressor, budget: int | None) -> int | None:
+        """What ``stage`` may keep: B, times ``headroom`` per lossy stage still to come."""
+        if budget is None or _is_lossless(stage):
+            return None
+        later = len(self.lossy) - 1 - self.lossy.index(stage)
+        return math.ceil(budget * self.headroom**later)
+
+    def _result(
+        self,
+        request: CompressionRequest,
+        original: int,
+        budget: int | None,
+        last: CompressionResult,
+        maps: list[np.ndarray],
+        reports: list[StageReport],
+    ) -> CompressionResult:
+        return CompressionResult(
+            text=last.text,
+            original_tokens=original,
+            compressed_tokens=self.tokenizer.count(last.text),
+            method=self.name,
+            settings=self.settings,
+            documents=last.documents if request.is_list else None,
+            kept_spans=_spans_of(maps),
+            budget_tokens=budget,
+            timings={f"{i}:{report.method}": report.seconds for i, report in enumerate(reports)},
+            stages=reports,
+        )
+
+
+def _build_stages(
+    stages: Sequence[str | Compressor],
+    tokenizer: Any,
+    stage_options: Mapping[str, Mapping[str, Any]],
+    shared: Mapping[str, Any],
+) -> list[Compressor]:
+    names = [stage.strip() for stage in stages if isinstance(stage, str)]
+    unknown = set(stage_options) - set(names)
+    if unknown:
+        raise ValueError(f"stage_options for {sorted(unknown)}, which are not stages: {names}")
+    unused = set(shared)
+    built = []
+    for stage in stages:
+        if isinstance(stage, Compressor):
+            built.append(stage)
+            continue
+        if not isinstance(stage, str):
+            raise TypeError(f"a stage is a name or a Compressor, got {type(stage).__name__}")
+        name = stage.strip()
+        options = {"target_tokenizer": tokenizer, **stage_options.get(name, {})}
+        accepted = _accepted_options(name)
+        for key in set(shared) & accepted:
+            options.setdefault(key, shared[key])
+        unused -= accepted
+        built.append(get_compressor(name, **options))
+    if unused:
+        raise ValueError(f"options {sorted(unused)} are taken by no stage of {names}")
+    return built
+
+
+def _accepted_options(name: str) -> set[str]:
+    """Keyword arguments the constructor of compressor ``name`` takes."""
+    parameters = inspect.signature(factory(name)).parameters.values()
+    return {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def _is_lossless(stage: Compressor) -> bool:
+    return callable(getattr(stage, "decompress", None))
+
+
+def _stage_request(
+    request: CompressionRequest, allowance: int | None, lossless: bool
+) -> CompressionRequest:
+    """The request a stage sees. The lossless stage packs the text the lossy ones produced,
+    which leaves out documents they emptied (so it sees no separators around nothing)."""
+    documents = tuple(doc for doc in request.documents if doc) if lossless else request.documents
+    return CompressionRequest(
+        documents, request.query, target_tokens=allowance, is_list=request.is_list
+    )
+
+
+def _refill(packed: list[str] | None, documents: Sequence[str]) -> list[str] | None:
+    """The lossless stage's documents back in their places, emptied documents as ""."""
+    if packed is None:
+        return None
+    rendered = iter(packed)
+    return [next(rendered) if doc else "" for doc in documents]
+
+
+def _next_request(
+    original: CompressionRequest, staged: CompressionRequest, result: CompressionResult
+) -> CompressionRequest:
+    documents = result.documents if result.documents is not None else [result.text]
+    if len(documents) != len(staged.documents):
+        raise RuntimeError(
+            f"{result.method} returned {len(documents)} documents for {len(staged.documents)}"
+        )
+    return CompressionRequest(tuple(documents), original.query, is_list=original.is_list)
+
+
+def _identity_maps(documents: Sequence[str]) -> list[np.ndarray]:
+    """Per document, the original offset of each character (all of them, at the start)."""
+    return [np.arange(len(doc), dtype=np.int64) for doc in documents]
+
+
+def _compose(
+    maps: list[np.ndarray], inputs: Sequence[str], result: CompressionResult
+) -> list[np.ndarray]:
+    """Original offsets of each character of ``result``'s documents: every kept span is found,
+    in order, in the stage's output; what lies between (whitespace a stage inserted or carried
+    along) maps to -1 and is left out of the provenance."""
+    outputs = result.documents if result.documents is not None else [result.text]
+    composed = []
+    for doc, (source, output) in enumerate(zip(inputs, outputs, strict=True)):
+        mapped = np.full(len(output), -1, dtype=np.int64)
+        cursor = 0
+        for span in (s for s in result.kept_spans if s.doc == doc):
+            piece = source[span.start : span.end]
+            found = output.find(piece, cursor)
+            if found < 0:
+                raise RuntimeError(f"{result.method} is not extractive: a kept span is missing")
+            mapped[found : found + len(piece)] = maps[doc][span.start : span.end]
+            cursor = found + len(piece)
+        composed.append(mapped)
+    return composed
+
+
+def _spans_of(maps: list[np.ndarray]) -> list[Span]:
+    """Runs of consecutive original offsets, as spans of the original documents."""
+    spans = []
+    for doc, mapped in enumerate(maps):
+        offsets = mapped[mapped >= 0]
+        if not offsets.size:
+            continue
+        breaks = np.flatnonzero(np.diff(offsets) != 1) + 1
+        for run in np.split(offsets, breaks):
+            spans.append(Span(doc, int(run[0]), int(run[-1]) + 1))
+    return spans
+
+
+def _report(
+    stage: Compressor, request: CompressionRequest, result: CompressionResult, tokenizer: Any
+) -> StageReport:
+    return StageReport(
+        method=stage.name,
+        input_tokens=tokenizer.count(request.context),
+        output_tokens=result.compressed_tokens,
+        budget_tokens=request.target_tokens,
+        seconds=result.seconds,
+    )

@@ -1,0 +1,128 @@
+"""Pipelines: one budget handed down the stages, provenance back to the input, lossless last."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import ragpress
+from ragpress.compressors.pipeline import Pipeline
+from tests.test_entropy import FUEL, NOISE, assert_extractive
+
+QUESTION = "What is the first sign of fuel dilution?"
+DOCUMENTS = [NOISE[0], FUEL, NOISE[1], NOISE[2]]
+
+
+def test_budget_is_handed_down_and_met():
+    pipeline = ragpress.get_compressor("random+first-k")
+    result = pipeline.compress(DOCUMENTS, rate=0.3)
+    budget = math.ceil(0.3 * result.original_tokens)
+    assert result.budget_tokens == budget
+    assert result.compressed_tokens <= budget
+    first, last = result.stages
+    assert (first.method, first.budget_tokens) == ("random", 2 * budget)  # headroom 2
+    assert first.input_tokens == result.original_tokens
+    assert first.output_tokens <= 2 * budget
+    assert (last.method, last.budget_tokens) == ("first-k", budget)
+    assert last.input_tokens == first.output_tokens
+    assert result.method == "random+first-k"
+    assert set(result.timings) == {"0:random", "1:first-k"}
+
+
+def test_kept_spans_point_into_the_original_input():
+    result = Pipeline(["random", "random"], headroom=1.5).compress(DOCUMENTS, rate=0.4)
+    assert result.compressed_tokens < result.original_tokens
+    assert_extractive(DOCUMENTS, result)
+
+
+def test_lossless_last_stage_packs_what_the_lossy_stages_kept():
+    text = "ERROR disk full on node 7, retrying in 5 s. " * 30 + FUEL
+    pipeline = ragpress.get_compressor("first-k+metatoken")
+    result = pipeline.compress(text, rate=0.8)
+    lossy = ragpress.get_compressor("first-k").compress(text, rate=0.8)
+    assert pipeline.stages[-1].decompress(result.text) == lossy.text
+    assert result.compressed_tokens < lossy.compressed_tokens  # the repeats were packed
+    assert result.kept_spans == lossy.kept_spans
+
+
+def test_emptied_documents_stay_in_place_after_the_lossless_stage():
+    documents = ["alpha beta gamma. " * 20, "delta epsilon."]
+    result = ragpress.get_compressor("first-k+metatoken").compress(documents, target_tokens=20)
+    assert result.documents is not None and len(result.documents) == 2
+    assert result.documents[1] == ""
+    assert not result.text.endswith("\n")
+
+
+def test_batch_matches_single_calls():
+    pipeline = ragpress.get_compressor("first-k+first-k")  # random draws per call: not comparable
+    items = [
+        {"context": DOCUMENTS, "rate": 0.5},
+        {"context": FUEL, "target_tokens": 20},
+        {"context": "   "},
+    ]
+    batch = pipeline.compress_batch(items)
+    single = [pipeline.compress(**item) for item in items]
+    assert [r.text for r in batch] == [r.text for r in single]
+    assert [r.kept_spans for r in batch] == [r.kept_spans for r in single]
+
+
+@pytest.mark.parametrize(
+    ("stages", "options", "match"),
+    [
+        ("metatoken+random", {}, "only come last"),
+        ("random+", {}, "unknown compressor ''"),
+        ("random+no-such", {}, "known"),
+        ("random+first-k", {"variant": "int8"}, "taken by no stage"),
+        ("random+first-k", {"stage_options": {"entropy": {}}}, "not stages"),
+        ("random+first-k", {"headroom": 0.5}, "headroom"),
+    ],
+)
+def test_bad_pipelines_raise_clear_errors(stages, options, match):
+    with pytest.raises(ValueError, match=match):
+        ragpress.get_compressor(stages, **options)
+
+
+def test_a_pipeline_has_two_stages_one_lossy():
+    with pytest.raises(ValueError, match="two stages"):
+        Pipeline(["random"])
+    with pytest.raises(ValueError, match="lossy"):
+        Pipeline(["metatoken", "metatoken"])
+
+
+def test_shared_and_per_stage_options_reach_the_stages():
+    pipeline = ragpress.get_compressor(
+        "random+random", seed=7, stage_options={"random": {"seed": 3}}
+    )
+    assert [stage.seed for stage in pipeline.stages] == [3, 3]
+    pipeline = ragpress.get_compressor("random+first-k", seed=5)
+    assert [stage.seed for stage in pipeline.stages] == [5, 5]
+
+
+@pytest.mark.real_model
+def test_probe_then_entropy_keeps_the_answer_within_budget():
+    pipeline = ragpress.get_compressor("probe+entropy")
+    assert pipeline.requires_query and pipeline.question_aware
+    result = pipeline.compress(DOCUMENTS, QUESTION, rate=0.3)
+    assert result.compressed_tokens <= math.ceil(0.3 * result.original_tokens)
+    assert "rises between services" in result.text
+    assert_extractive(DOCUMENTS, result)
+    probe, entropy = result.stages
+    assert probe.output_tokens < probe.input_tokens  # the coarse stage dropped sentences
+    assert entropy.input_tokens == probe.output_tokens
+    with pytest.raises(ValueError, match="query"):
+        pipeline.compress(DOCUMENTS, rate=0.3)
+
+
+@pytest.mark.real_model
+def test_cli_runs_a_pipeline():
+    from typer.testing import CliRunner
+
+    from ragpress.cli import app
+
+    outcome = CliRunner().invoke(
+        app,
+        ["compress", "sample", "--method", "probe+entropy", "--query", QUESTION, "--json"],
+    )
+    assert outcome.exit_code == 0, outcome.output
+    assert '"method": "attention-probe+entropy"' in outcome.stdout
