@@ -437,3 +437,33 @@ def test_missing_llamaindex_names_the_extra(monkeypatch):
     monkeypatch.delitem(sys.modules, "ragpress.integrations.llamaindex", raising=False)
     with pytest.raises(ImportError, match=r"pip install 'ragpress\[llamaindex\]'"):
         importlib.import_module("ragpress.integrations.llamaindex")
+
+
+@pytest.mark.real_model
+def test_pipelines_run_in_both_frameworks(lc_retriever, llama_index, entropy):
+    from ragpress.compressors.pipeline import Pipeline
+    from ragpress.integrations.langchain import RagpressCompressor
+    from ragpress.integrations.llamaindex import RagpressPostprocessor
+
+    pipeline = Pipeline(["probe", entropy])  # a name and an instance (the shared scorer)
+    assert pipeline.name == "attention-probe+entropy"
+    originals = {key: text for key, (_, text) in SOURCES.items()}
+    documents = lc_retriever.invoke(QUESTION)
+    compressed = asyncio.run(
+        RagpressCompressor(pipeline, rate=0.4).acompress_documents(documents, QUESTION)
+    )
+    assert "first sign" in by_id(compressed)["sb-2291"].page_content
+    for document in compressed:
+        assert_compressed(
+            pipeline, originals[document.id], document.page_content, document.metadata
+        )
+    retrieved = llama_index.as_retriever(similarity_top_k=TOP_K).retrieve(QUESTION)
+    nodes = RagpressPostprocessor(pipeline, rate=0.4).postprocess_nodes(
+        retrieved, query_str=QUESTION
+    )
+    assert [n.node.node_id for n in nodes] == [
+        n.node.node_id for n in retrieved if n.node.node_id in {m.node.node_id for m in nodes}
+    ]
+    assert any("first sign" in n.node.get_content() for n in nodes)
+    with pytest.raises(ValueError, match="query"):
+        RagpressPostprocessor(pipeline, rate=0.4).postprocess_nodes(retrieved)

@@ -24,7 +24,13 @@ import numpy as np
 
 from ragpress.base import Compressor
 from ragpress.registry import PIPELINE_SEPARATOR, factory, get_compressor, register
-from ragpress.types import CompressionRequest, CompressionResult, Span, StageReport
+from ragpress.types import (
+    DOCUMENT_SEPARATOR,
+    CompressionRequest,
+    CompressionResult,
+    Span,
+    StageReport,
+)
 
 
 @register("pipeline")
@@ -251,7 +257,8 @@ def _report(
 ) -> StageReport:
     return StageReport(
         method=stage.name,
-        input_tokens=tokenizer.count(request.context),
+        # Counted as the previous stage rendered it: emptied documents leave no separator.
+        input_tokens=tokenizer.count(DOCUMENT_SEPARATOR.join(d for d in request.documents if d)),
         output_tokens=result.compressed_tokens,
         budget_tokens=request.target_tokens,
         seconds=result.seconds,
