@@ -145,6 +145,35 @@ def train_attention_probe(
     typer.echo(json.dumps(stats, indent=2))
 
 
+@train_app.command("token-classifier")
+def train_token_classifier(
+    passages: Annotated[
+        int | None, typer.Option(help="disfl_qa TRAIN passages (default: all 704).")
+    ] = None,
+    wiki: Annotated[int, typer.Option(help="Wikipedia lead sections added.")] = 200,
+    dev_passages: Annotated[int, typer.Option(help="Held-out dev passages scored.")] = 60,
+    keep_rate: Annotated[float, typer.Option(help="Teacher's kept share of words.")] = 0.5,
+    train_layers: Annotated[int, typer.Option(help="Top encoder layers trained.")] = 2,
+    epochs: Annotated[int, typer.Option()] = 3,
+    output: Annotated[str | None, typer.Option(help="Delta file (.safetensors).")] = None,
+    export: Annotated[bool, typer.Option(help="Export minilm-l6-keep to ONNX after.")] = True,
+) -> None:
+    """Distil the keep/drop word classifier (SmolLM2 teacher + QA answers) into MiniLM-L6."""
+    from ragpress.training.token_classifier import SHIPPED, train
+
+    stats = train(
+        passages_limit=passages,
+        wiki=wiki,
+        dev_passages=dev_passages,
+        keep_rate=keep_rate,
+        train_layers=train_layers,
+        epochs=epochs,
+        output=Path(output) if output else SHIPPED,
+        export=export and not output,
+    )
+    typer.echo(json.dumps(stats, indent=2))
+
+
 @app.command()
 def methods() -> None:
     """List the compression methods."""

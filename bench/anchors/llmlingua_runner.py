@@ -6,9 +6,12 @@ Run with the llmlingua venv's python (built by setup_llmlingua.sh):
 
 Input, one JSON object per line:
     {"id": ..., "context": ["doc", ...], "question": str | null, "rate": float,
-     "mode": "llmlingua" | "longllmlingua" | "llmlingua2", "model": optional path}
+     "mode": "llmlingua" | "longllmlingua" | "llmlingua2", "model": optional path,
+     "options": optional dict of compress_prompt keyword arguments (llmlingua2 mode only),
+                e.g. {"use_context_level_filter": false, "return_word_label": true}}
 Output, one JSON object per input line, in order, flushed after each line:
     {"id": ..., "compressed": str, "seconds": float, "origin_tokens": int, "compressed_tokens": int}
+    plus "word_labels": [[word, 0|1], ...] when the options ask for return_word_label
 or, when that item failed, {"id": ..., "error": "..."} (the runner goes on with the next line).
 
 "seconds" is the wall time of compress_prompt alone (model loading excluded). Token counts are
@@ -188,7 +191,7 @@ class Runner:
                 raise ValueError("mode 'longllmlingua' needs a non-empty 'question'")
             kwargs = dict(question=question, rate=rate, **LONGLLMLINGUA_KWARGS)
         else:
-            kwargs = dict(rate=rate, **LLMLINGUA2_KWARGS)
+            kwargs = {**LLMLINGUA2_KWARGS, "rate": rate, **(item.get("options") or {})}
 
         times = []
         for _ in range(self.repeat):
@@ -204,7 +207,19 @@ class Runner:
         }
         if self.repeat > 1:
             out["seconds_all"] = [round(t, 4) for t in times]
+        if "fn_labeled_original_prompt" in res:
+            out["word_labels"] = _word_labels(res["fn_labeled_original_prompt"], kwargs)
         return out
+
+
+def _word_labels(labelled: str, kwargs: dict) -> list[list]:
+    """llmlingua's "word<label_sep>label<word_sep>..." string as [word, label] pairs."""
+    word_sep, label_sep = kwargs.get("word_sep", "\t\t|\t\t"), kwargs.get("label_sep", " ")
+    pairs = []
+    for entry in labelled.split(word_sep) if labelled else []:
+        word, _, label = entry.rpartition(label_sep)
+        pairs.append([word, int(label)])
+    return pairs
 
 
 def main() -> int:

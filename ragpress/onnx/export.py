@@ -46,9 +46,15 @@ def graph_dir(name: str, role: Role, variant: Variant) -> Path:
 
 
 def prepare(
-    name: str, role: Role | None = None, variant: Variant = "fp32", *, force: bool = False
+    name: str | ModelSpec,
+    role: Role | None = None,
+    variant: Variant = "fp32",
+    *,
+    force: bool = False,
 ) -> Path:
-    """Export (once) and return the folder holding ``model.onnx`` and its manifest."""
+    """Export (once) and return the folder holding ``model.onnx`` and its manifest.
+
+    ``name`` is a catalogue name, folder or hub id, or a spec (ad-hoc ones keep their kind)."""
     spec = get_spec(name)
     role = role or spec.roles[0]
     if role not in _WRAPPERS:
@@ -105,7 +111,7 @@ def _export_fp32(spec: ModelSpec, role: Role, target: Path) -> None:
 def _derive_variant(spec: ModelSpec, role: Role, variant: Variant, target: Path) -> None:
     from ragpress.onnx.progress import step
 
-    source = Path(prepare(spec.name, role, "fp32"))
+    source = Path(prepare(spec, role, "fp32"))
     sample = dict(np.load(source / "parity_inputs.npz"))
     reference = np.load(source / "reference.npy")
     with atomic_directory(target) as scratch, step(f"{variant} variant of {spec.name} {role}"):

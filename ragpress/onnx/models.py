@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ragpress.onnx.catalogue import Role, get_spec
+from ragpress.onnx.catalogue import ModelSpec, Role, get_spec
 from ragpress.onnx.runtime import Device, _trim, active_device, create_session, run_batches
 
 Backend = Literal["onnx", "torch"]
@@ -26,7 +26,7 @@ class _RoleModel:
 
     def __init__(
         self,
-        model: str = "smollm2-135m",
+        model: str | ModelSpec = "smollm2-135m",
         *,
         backend: Backend = "onnx",
         variant: str = "fp32",
@@ -44,7 +44,7 @@ class _RoleModel:
         if backend == "onnx":
             from ragpress.onnx.export import GRAPH, prepare
 
-            folder = prepare(self.spec.name, self.role, variant)  # type: ignore[arg-type]
+            folder = prepare(self.spec, self.role, variant)  # type: ignore[arg-type]
             self._session = create_session(folder / GRAPH, device=device, threads=threads)
             self.device = active_device(self._session)
             self.tokenizer = _load_tokenizer(folder / "tokenizer")
@@ -110,7 +110,7 @@ class TokenTagger(_RoleModel):
 
     role: Role = "token-logits"
 
-    def __init__(self, model: str = "minilm-l6", **options: Any) -> None:
+    def __init__(self, model: str | ModelSpec = "minilm-l6", **options: Any) -> None:
         super().__init__(model, **options)
 
     def logits(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:

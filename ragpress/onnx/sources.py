@@ -22,6 +22,8 @@ def weights_folder(spec: ModelSpec, *, allow_hub: bool = True) -> str:
     if spec.local_dir:
         return spec.local_dir
     if spec.packaged is not None and spec.packaged.available():
+        if spec.packaged.delta:
+            return str(_patched_folder(spec))
         if spec.packaged.gguf is None:
             return str(spec.packaged.paths()[0])
         return str(_dequantized_folder(spec))
@@ -81,6 +83,42 @@ def _dequantized_folder(spec: ModelSpec) -> Path:
         plain.load_state_dict(model.state_dict())
         plain.save_pretrained(scratch, safe_serialization=True)
         tokenizer.save_pretrained(scratch)
+    return target
+
+
+def _patched_folder(spec: ModelSpec) -> Path:
+    """Base folder + shipped delta -> a full safetensors folder, rebuilt when the delta changes.
+
+    The delta (safetensors, never pickle) holds the fine-tuned tensors and, in its metadata, the
+    config entries that differ from the base (``num_labels``, labels).
+    """
+    import json
+
+    from safetensors import safe_open
+
+    from ragpress.onnx.cache import sha256
+
+    base, delta = spec.packaged.paths()  # type: ignore[union-attr]
+    target = model_dir(spec.name) / "hf"
+    stamp = sha256(delta)
+    if (target / "delta.sha256").is_file() and (target / "delta.sha256").read_text() == stamp:
+        return target
+    transformers = _transformers()
+    with safe_open(str(delta), framework="pt") as handle:
+        tensors = {key: handle.get_tensor(key).float() for key in handle.keys()}  # noqa: SIM118
+        config_changes = json.loads((handle.metadata() or {}).get("config", "{}"))
+    config = transformers.AutoConfig.from_pretrained(str(base), **config_changes)
+    model = transformers.AutoModelForTokenClassification.from_pretrained(
+        str(base), config=config, use_safetensors=True
+    )
+    missing = set(tensors) - set(model.state_dict())
+    if missing:
+        raise ValueError(f"{delta} holds tensors the base model lacks: {sorted(missing)[:5]}")
+    model.load_state_dict(tensors, strict=False)
+    with atomic_directory(target) as scratch:
+        model.save_pretrained(scratch, safe_serialization=True)
+        transformers.AutoTokenizer.from_pretrained(str(base)).save_pretrained(scratch)
+        (scratch / "delta.sha256").write_text(stamp)
     return target
 
 
