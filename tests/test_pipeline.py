@@ -30,6 +30,13 @@ def test_budget_is_handed_down_and_met():
     assert set(result.timings) == {"0:random", "1:first-k"}
 
 
+def test_one_instance_twice_gets_each_stage_its_own_allowance():
+    first_k = ragpress.get_compressor("first-k")
+    result = Pipeline([first_k, first_k]).compress(DOCUMENTS, target_tokens=30)
+    assert [stage.budget_tokens for stage in result.stages] == [60, 30]
+    assert result.compressed_tokens <= 30
+
+
 def test_kept_spans_point_into_the_original_input():
     result = Pipeline(["random", "random"], headroom=1.5).compress(DOCUMENTS, rate=0.4)
     assert result.compressed_tokens < result.original_tokens

@@ -57,15 +57,19 @@ class Pipeline(Compressor):
             raise ValueError(f"headroom must be >= 1, got {headroom}")
         self.headroom = float(headroom)
         self.stages = _build_stages(stages, self.tokenizer, stage_options or {}, shared_options)
-        self.lossy = [stage for stage in self.stages if not _is_lossless(stage)]
-        if not self.lossy:
+        lossless = [_is_lossless(stage) for stage in self.stages]
+        if all(lossless):
             raise ValueError("a pipeline needs at least one lossy stage")
-        lossless = [i for i, stage in enumerate(self.stages) if _is_lossless(stage)]
-        if any(i != len(self.stages) - 1 for i in lossless):
+        if any(lossless[:-1]):
             raise ValueError("a lossless stage (metatoken) may only come last")
+        #: Per stage, how many lossy stages follow it (None for the lossless one).
+        self._later_lossy = [
+            None if lossless[i] else lossless[i + 1 :].count(False) for i in range(len(lossless))
+        ]
+        lossy = [stage for stage, packs in zip(self.stages, lossless, strict=True) if not packs]
         self.requires_query = any(stage.requires_query for stage in self.stages)  # type: ignore[misc]
         # Without a budget, the overall one comes from the last lossy stage's default.
-        self.default_rate = self.lossy[-1].default_rate  # type: ignore[misc]
+        self.default_rate = lossy[-1].default_rate  # type: ignore[misc]
         self.name = PIPELINE_SEPARATOR.join(stage.name for stage in self.stages)  # type: ignore[misc]
 
     @property
@@ -93,18 +97,18 @@ class Pipeline(Compressor):
         maps = [_identity_maps(request.documents) for request in requests]
         reports: list[list[StageReport]] = [[] for _ in requests]
         results: list[CompressionResult] = []
-        for stage in self.stages:
+        for stage, later in zip(self.stages, self._later_lossy, strict=True):
             staged = [
-                _stage_request(request, self._allowance(stage, budget), _is_lossless(stage))
+                _stage_request(request, self._allowance(later, budget), later is None)
                 for request, budget in zip(current, budgets, strict=True)
             ]
             results = stage.compress_batch(staged)
             for index, (request, result) in enumerate(zip(staged, results, strict=True)):
                 reports[index].append(_report(stage, request, result, self.tokenizer))
-                if not _is_lossless(stage):
+                if later is not None:
                     maps[index] = _compose(maps[index], request.documents, result)
                     current[index] = _next_request(requests[index], request, result)
-        if _is_lossless(self.stages[-1]):
+        if self._later_lossy[-1] is None:
             for result, request in zip(results, current, strict=True):
                 result.documents = _refill(result.documents, request.documents)
         return [
@@ -112,11 +116,10 @@ class Pipeline(Compressor):
             for parts in zip(requests, originals, budgets, results, maps, reports, strict=True)
         ]
 
-    def _allowance(self, stage: Compressor, budget: int | None) -> int | None:
-        """What ``stage`` may keep: B, times ``headroom`` per lossy stage still to come."""
-        if budget is None or _is_lossless(stage):
+    def _allowance(self, later: int | None, budget: int | None) -> int | None:
+        """What a stage may keep: B, times ``headroom`` per lossy stage still to come."""
+        if budget is None or later is None:
             return None
-        later = len(self.lossy) - 1 - self.lossy.index(stage)
         return math.ceil(budget * self.headroom**later)
 
     def _result(
