@@ -115,3 +115,25 @@ def test_units_and_empty_input(entropy):
         ragpress.get_compressor("entropy", unit="letters")
     with pytest.raises(ValueError, match="protect"):
         ragpress.get_compressor("entropy", protect=("everything",))
+
+
+def test_iterative_mode_scores_each_segment_after_what_was_kept():
+    from ragpress.compressors.entropy import _pruned_segment
+
+    iterative = ragpress.get_compressor("entropy", iterative=True, segment=24)
+    documents = [FUEL, NOISE[0]]
+    result = iterative.compress(documents, rate=0.4)
+    assert result.compressed_tokens <= result.budget_tokens
+    assert_extractive(documents, result)
+    # Re-derive segment 2 of FUEL by hand: it must be scored after segment 1 pruned at 40%.
+    request = ragpress.CompressionRequest.create(documents, rate=0.4)
+    docs = iterative._tokenize([request], [0])
+    iterative._score(docs, [request])
+    fuel = docs[0]
+    share = iterative._keep_share(request)
+    prefix = _pruned_segment(fuel, 0, 24, share)
+    assert 0 < len(prefix) < 24
+    expected = iterative.scorer.nll([[*iterative._newline, *prefix, *fuel.ids[24:48]]])[0]
+    assert fuel.plain[24:48] == pytest.approx(expected[-24:], abs=1e-4)
+    with pytest.raises(ValueError, match="segment"):
+        ragpress.get_compressor("entropy", iterative=True, segment=2048)

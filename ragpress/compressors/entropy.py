@@ -14,12 +14,20 @@ With a question (LongLLMLingua), two passes per document run in one batch:
 Unit score = z(information) + ``relevance`` x (z(sentence contrast) + z(document rank)); the
 document rank also drives the coarse step, which drops whole low-ranked documents first.
 Long documents are scored in windows with overlap (linear time, bounded memory).
+
+``iterative=True`` is LLMLingua's iterative step: each document is read in segments of
+``segment`` tokens, each scored after the words kept so far (the previous segments, pruned at the
+request's rate, at most ``window - segment`` tokens), so text made redundant by what was dropped
+is judged as the reader will see it. Segment k of every document runs in one batch; the final
+selection is still global over the whole request.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -59,6 +67,15 @@ class _Doc:
     conditioned: np.ndarray | None = None
     question_nll: float = 0.0
 
+    @cached_property
+    def words(self) -> list[tuple[int, int]]:
+        return word_spans(self.text)
+
+    @cached_property
+    def token_word(self) -> np.ndarray:
+        """The word of each token (-1: whitespace only)."""
+        return align_tokens_to_words(self.offsets, self.words)
+
 
 @dataclass(frozen=True)
 class _Job:
@@ -90,6 +107,8 @@ class EntropyCompressor(Compressor):
         coarse_factor: float = 2.0,
         window: int = 1024,
         overlap: int = 128,
+        iterative: bool = False,
+        segment: int = 200,
         protect: Sequence[str] = DEFAULT_PROTECT,
         force_tokens: Sequence[str] = (),
         batch_size: int = 8,
@@ -102,6 +121,8 @@ class EntropyCompressor(Compressor):
             raise ValueError(f"unit must be word, phrase or sentence; got {unit!r}")
         if not 0 <= overlap < window // 2:
             raise ValueError(f"overlap must be in [0, window/2); got {overlap} for {window}")
+        if iterative and not 0 < segment < window:
+            raise ValueError(f"segment must be in (0, window); got {segment} for {window}")
         from ragpress.onnx.models import TokenScorer
 
         self.scorer = TokenScorer(
@@ -115,6 +136,7 @@ class EntropyCompressor(Compressor):
         self.unit, self.question_aware, self.relevance = unit, question_aware, relevance
         self.coarse, self.coarse_factor = coarse, coarse_factor
         self.window, self.overlap = window, overlap
+        self.iterative, self.segment = iterative, segment
         self.protect, self.force_tokens = _check_protect(protect), tuple(force_tokens)
         self._newline = self.scorer.tokenizer.encode("\n", add_special_tokens=False)
 
@@ -129,6 +151,8 @@ class EntropyCompressor(Compressor):
             "coarse": self.coarse,
             "window": self.window,
             "overlap": self.overlap,
+            "iterative": self.iterative,
+            "segment": self.segment if self.iterative else None,
             "protect": list(self.protect),
             "force_tokens": list(self.force_tokens),
         }
@@ -157,14 +181,19 @@ class EntropyCompressor(Compressor):
         ]
 
     def _score(self, docs: list[_Doc], requests: Sequence[CompressionRequest]) -> None:
-        """Fill plain and conditioned NLLs of every document with one batched model call."""
+        """Fill plain and conditioned NLLs of every document with one batched model call
+        (plus one call per segment in iterative mode)."""
         encode = self.scorer.tokenizer.encode
         jobs: list[_Job] = []
         for doc in docs:
             query = requests[doc.request].query if self.question_aware else None
             doc.plain = np.zeros(len(doc.ids))
             question = encode(RANK_INSTRUCTION + query, add_special_tokens=False) if query else []
-            jobs += self._windows(doc, self._newline, conditioned=False, suffix=question)
+            plain = self._windows(doc, self._newline, conditioned=False, suffix=question)
+            # Iterative mode scores the text itself below; only the ranking job is needed here.
+            jobs += (
+                [job for job in plain if job.question_at is not None] if self.iterative else plain
+            )
             if query:
                 doc.conditioned = np.zeros(len(doc.ids))
                 prefix = encode(QUESTION_PREFIX.format(query=query), add_special_tokens=False)
@@ -175,6 +204,33 @@ class EntropyCompressor(Compressor):
             target[job.begin : job.end] = nll[job.skip : job.skip + job.end - job.begin]
             if job.question_at is not None:
                 job.doc.question_nll = float(nll[job.question_at :].mean())
+        if self.iterative:
+            self._score_after_kept(docs, [self._keep_share(request) for request in requests])
+
+    def _keep_share(self, request: CompressionRequest) -> float:
+        original = max(1, self.tokenizer.count(request.context))
+        budget = request.token_budget(original, self.default_rate)
+        return 1.0 if budget is None else min(1.0, budget / original)
+
+    def _score_after_kept(self, docs: list[_Doc], shares: list[float]) -> None:
+        """Plain NLLs, segment by segment, each after the words kept from the ones before."""
+        kept: list[list[int]] = [[] for _ in docs]
+        room = self.window - self.segment
+        for begin in range(0, max((len(doc.ids) for doc in docs), default=0), self.segment):
+            live = [i for i, doc in enumerate(docs) if begin < len(doc.ids)]
+            sequences = [
+                [
+                    *self._newline,
+                    *kept[i][-room:],
+                    *docs[i].ids[begin : begin + self.segment],
+                ]
+                for i in live
+            ]
+            for i, nll in zip(live, self.scorer.nll(sequences), strict=True):
+                doc = docs[i]
+                end = min(begin + self.segment, len(doc.ids))
+                doc.plain[begin:end] = nll[len(nll) - (end - begin) :]
+                kept[i] += _pruned_segment(doc, begin, end, shares[doc.request])
 
     def _windows(
         self, doc: _Doc, prefix: list[int], *, conditioned: bool, suffix: Sequence[int] = ()
@@ -220,8 +276,7 @@ class EntropyCompressor(Compressor):
         return self.keep_best(request, units, original=original, budget=budget)
 
     def _units(self, doc: _Doc) -> Units:
-        words = word_spans(doc.text)
-        token_word = align_tokens_to_words(doc.offsets, words)
+        words, token_word = doc.words, doc.token_word
         info = _fill(aggregate_to_words(doc.plain, token_word, len(words), "mean"))
         score = _z(info)
         if doc.conditioned is not None:
@@ -266,6 +321,18 @@ class EntropyCompressor(Compressor):
                 units.score[in_doc] = -np.inf
                 units.forced[in_doc] = False
             kept += self.tokenizer.count(doc.text)
+
+
+def _pruned_segment(doc: _Doc, begin: int, end: int, share: float) -> list[int]:
+    """Token ids of the segment's most informative words (a ``share`` of them): what a reader
+    of the compressed text sees before the next segment."""
+    token_word = doc.token_word[begin:end]
+    present = np.unique(token_word[token_word >= 0])
+    if not present.size:
+        return []
+    info = aggregate_to_words(doc.plain[begin:end], token_word, len(doc.words), "mean")[present]
+    best = present[np.argsort(-info, kind="stable")[: math.ceil(share * present.size)]]
+    return [doc.ids[begin + j] for j in np.flatnonzero(np.isin(token_word, best)).tolist()]
 
 
 def _check_protect(kinds: Sequence[str]) -> tuple[str, ...]:
