@@ -29,6 +29,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check ragpress tests bench
 
 # Each benchmark writes bench/results/NAME.{json,md}; the entropy one needs the llmlingua anchor.
+# bench.report then regenerates bench/RESULTS.md and the plots from every JSON there.
 bench: $(STAMP)
 	bash bench/anchors/setup_llmlingua.sh
 	$(BIN)/python -m bench.metatoken
@@ -36,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.entropy --items 40 --rate 0.25
 	$(BIN)/python -m bench.attention_probe --items 50
 	$(BIN)/python -m bench.ib_filter --items 40
+	$(BIN)/python -m bench.report
 
 clean:
 	rm -rf $(VENV)
