@@ -513,12 +513,22 @@ def _anchor_side_by_side(result: Result) -> str:
     if not rows:
         return ""
     speeds = [r["speedup"] for r in rows]
-    text = f" Against llmlingua's LLMLingua-2 on the same checkpoint it is {speed(min(speeds))}"
-    text += f" to {speed(max(speeds))} it" if max(speeds) != min(speeds) else " it"
+    text = (
+        f" Against llmlingua's LLMLingua-2 on the same checkpoint it is {speeds_range(speeds)} it"
+    )
     agreement = [r["keep_agreement_%"] for r in rows if "keep_agreement_%" in r]
     if agreement:
         text += f", keeping the same words {spread(agreement, pct)} of the time"
     return text + "."
+
+
+def speeds_range(factors: Sequence[float]) -> str:
+    """ "4.4x-6.1x as fast as", "1.2x-2x slower than", or a mixed "0.8x-1.5x the speed of"."""
+    if min(factors) >= 1:
+        return f"{spread(factors, times)} as fast as"
+    if max(factors) < 1:
+        return f"{spread([1 / f for f in factors], times)} slower than"
+    return f"{spread(factors, times)} the speed of"
 
 
 def spread(values: Sequence[float], fmt: Callable[[float], str]) -> str:
@@ -536,7 +546,11 @@ def pipeline_paragraph(results: Results) -> str:
     for method in pipelines:
         stages = [s for s in method.split("+") if s in qa]
         where = "; ".join(standing(qa[method], qa[s], s) for s in stages)
-        sentences.append(f"{method} keeps {series(qa[method])}" + (f": {where}" if where else ""))
+        sentence = f"{method} keeps {series(qa[method])}" + (f": {where}" if where else "")
+        timed = [p for p in qa[method] if p.ms is not None]
+        if timed:
+            sentence += f"; {num(timed[0].ms, 0)} ms per item at {timed[0].target}"
+        sentences.append(sentence)
     return "**Pipelines**: " + ". ".join(sentences) + "."
 
 
@@ -602,10 +616,15 @@ def plot_quality(results: Results, path: Path) -> Path | None:
     if not panels:
         return None
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 6.0), squeeze=False)
+    columns = min(2, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, grid = plt.subplots(rows, columns, figsize=(6.5 * columns, 6.0 * rows), squeeze=False)
+    axes = grid.flatten()
+    for spare in axes[len(panels) :]:
+        spare.set_visible(False)
     names = (*FAMILIES, "pipeline", "llmlingua")
     colors = {name: plt.get_cmap("tab10")(i) for i, name in enumerate(names)}
-    for ax, (title, qa) in zip(axes[0], panels.items(), strict=True):
+    for ax, (title, qa) in zip(axes, panels.items(), strict=False):
         for i, (method, points) in enumerate(qa.items()):
             ordered = sorted(points, key=lambda p: p.ratio)
             ax.plot(
@@ -616,16 +635,22 @@ def plot_quality(results: Results, path: Path) -> Path | None:
                 linestyle="--" if family(method) == "llmlingua" else "-",
                 label=method,
             )
-        sources = sorted({p.source for ps in qa.values() for p in ps})
-        scopes = ", ".join(f"{s}: {scope(results[s])}" for s in sources)
-        ax.set_title(f"{title}\n{scopes}", fontsize=9)
+        ax.set_title(f"{title}\n{_panel_scope(results, qa)}", fontsize=9)
         ax.set_xlabel("achieved compression (original / kept tokens, x)")
         ax.set_ylim(-3, 103)
         ax.grid(alpha=0.3)
         # Below the axes: inside, a legend can hide a point.
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
-    axes[0][0].set_ylabel("answer survives (% of items)")
+        ax.set_ylabel("answer survives (% of items)")
     return _save(fig, path)
+
+
+def _panel_scope(results: Results, qa: dict[str, list[Point]]) -> str:
+    """ "attention_probe, pipeline: 50 test items": the runs drawn, grouped by their items."""
+    runs: dict[str, list[str]] = {}
+    for source in sorted({p.source for points in qa.values() for p in points}):
+        runs.setdefault(scope(results[source]), []).append(source)
+    return "; ".join(f"{', '.join(names)}: {items}" for items, names in runs.items())
 
 
 def plot_latency(result: Result, path: Path) -> Path:
@@ -758,7 +783,7 @@ def _section(result: Result, plots: dict[str, Path], out: Path) -> list[str]:
 
 
 def _extra(key: str, value: Any) -> list[str]:
-    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+    if isinstance(value, list) and value and all(isinstance(v, dict) and v for v in value):
         return [f"**{key}**", "", markdown_table(value), ""]
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return [*(f"- {v}" for v in value), ""]
