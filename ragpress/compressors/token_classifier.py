@@ -30,7 +30,7 @@ import numpy as np
 
 from ragpress.base import Compressor
 from ragpress.registry import register
-from ragpress.selection import Units, unit_costs
+from ragpress.selection import Units, render, scored_spans, unit_costs
 from ragpress.text import (
     PROTECT_KINDS,
     aggregate_to_words,
@@ -226,8 +226,8 @@ class TokenClassifierCompressor(Compressor):
         if self.policy == "chunk":
             # The request's own rate when given: int(100 (1 - rate) + 1) is sensitive to it.
             rate = request.rate or (1.0 if budget is None else min(1.0, budget / max(original, 1)))
-            units.score = self._chunk_policy(request, parts, units, rate).astype(np.float64)
-            return self.keep_best(request, units, original=original, threshold=0.5)
+            keep = self._chunk_policy(request, parts, units, rate)
+            return self._chunk_result(request, units, keep, original)
         units = _subset(units, np.isfinite(units.score) | units.forced)
         if self.threshold is not None:
             units = _subset(units, (units.score >= self.threshold) | units.forced)
@@ -281,6 +281,23 @@ class TokenClassifierCompressor(Compressor):
                 keep[chunk] = (probs[chunk] > cut) | ((cut == 1.0) & (probs[chunk] == 1.0))
             offset += len(doc.words)
         return keep
+
+    def _chunk_result(
+        self, request: CompressionRequest, units: Units, keep: np.ndarray, original: int
+    ) -> CompressionResult:
+        """The chunk policy decides every word itself: render exactly those, no budget pass."""
+        selection = render(request.documents, units, keep, self.tokenizer)
+        return CompressionResult(
+            text=selection.text,
+            original_tokens=original,
+            compressed_tokens=selection.tokens,
+            method=self.name,
+            settings=self.settings,
+            documents=selection.documents if request.is_list else None,
+            kept_spans=selection.kept_spans,
+            scores=scored_spans(units),
+            budget_tokens=None,
+        )
 
 
 def _keep_probability(logits: np.ndarray) -> np.ndarray:

@@ -62,13 +62,28 @@ def prepare(
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; variants: {', '.join(VARIANTS)}")
     target = graph_dir(spec.name, role, variant)
-    if (target / MANIFEST).is_file() and not force:
+    if (target / MANIFEST).is_file() and not force and not _stale(spec, target):
         return target
     if variant == "fp32":
         _export_fp32(spec, role, target)
     else:
         _derive_variant(spec, role, variant, target)
     return target
+
+
+def _delta_sha256(spec: ModelSpec) -> str | None:
+    """The sha256 of a shipped weight delta (a retrained classifier), None for other models."""
+    if spec.packaged is None or not spec.packaged.delta or not spec.packaged.available():
+        return None
+    return sha256(spec.packaged.paths()[-1])
+
+
+def _stale(spec: ModelSpec, target: Path) -> bool:
+    """A graph exported from another version of the shipped delta (ragpress was updated)."""
+    expected = _delta_sha256(spec)
+    if expected is None:
+        return False
+    return json.loads((target / MANIFEST).read_text()).get("delta_sha256") != expected
 
 
 def _export_fp32(spec: ModelSpec, role: Role, target: Path) -> None:
@@ -98,6 +113,8 @@ def _export_fp32(spec: ModelSpec, role: Role, target: Path) -> None:
             external_data=_too_big_for_one_file(model),
             optimize=True,
         )
+        if spec.kind == "encoder":
+            _fuse_encoder(scratch / GRAPH, model.config)
         export_seconds = time.perf_counter() - started
         with torch.no_grad():
             reference = wrapper(sample["input_ids"], sample["attention_mask"]).numpy()
@@ -106,6 +123,25 @@ def _export_fp32(spec: ModelSpec, role: Role, target: Path) -> None:
         parity = _check_parity(scratch / GRAPH, sample, reference, role)
         tokenizer.save_pretrained(scratch / "tokenizer")
         _write_manifest(scratch, spec, role, "fp32", parity, export_seconds)
+
+
+def _fuse_encoder(graph: Path, config: Any) -> None:
+    """Fuse BERT-family subgraphs (SkipLayerNorm, BiasGelu, ...) with onnxruntime's transformer
+    optimizer: ~1.4x faster MiniLM on CPU. Parity is checked on the fused graph; a graph the
+    optimizer cannot handle stays as exported."""
+    try:
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        fused = optimize_model(
+            str(graph),
+            model_type="bert",
+            num_heads=config.num_attention_heads,
+            hidden_size=config.hidden_size,
+            opt_level=0,
+        )
+        fused.save_model_to_file(str(graph))
+    except Exception as error:  # the optimizer's pattern matching fails in many ways
+        log.warning("encoder fusion skipped for %s: %s", graph, error)
 
 
 def _derive_variant(spec: ModelSpec, role: Role, variant: Variant, target: Path) -> None:
@@ -252,6 +288,7 @@ def _write_manifest(
             "onnxruntime": onnxruntime.__version__,
         },
         "parity": asdict(parity) if parity else None,
+        "delta_sha256": _delta_sha256(spec),
         "sha256": {str(p.relative_to(folder)): sha256(p) for p in files},
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
