@@ -141,11 +141,16 @@ def main() -> None:
         args.name,
         rows,
         command,
-        {"probe_quality": [auc], "latency_4x": latency, "items": len(items), "split": "test"},
+        {
+            **({"probe_quality": [auc]} if auc else {}),
+            **({"latency_4x": latency} if latency else {}),
+            "items": len(items),
+            "split": "test",
+        },
     )
-    print(markdown_table(rows))
-    print(markdown_table([auc]))
-    print(markdown_table(latency))
+    for table in (rows, [auc] if auc else [], latency):
+        if table:
+            print(markdown_table(table))
 
 
 if __name__ == "__main__":
