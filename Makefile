@@ -36,7 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.models --lengths 512 2048 8192 --repeats 3
 	$(BIN)/python -m bench.entropy --items 40 --rate 0.25
 	$(BIN)/python -m bench.attention_probe --items 50
-	$(BIN)/python -m bench.attention_probe --items 50 --methods probe+entropy --name pipeline
+	$(BIN)/python -m bench.attention_probe --items 50 --methods attention-probe+entropy --name pipeline
 	$(BIN)/python -m bench.ib_filter --items 40
 	$(BIN)/python -m bench.report
 
