@@ -23,6 +23,7 @@ _BUILTIN_MODULES: dict[str, str] = {
     "first-k": "ragpress.compressors.baselines",
     "embedding-similarity": "ragpress.compressors.baselines",
     "ib-filter": "ragpress.compressors.ib_filter",
+    "token-classifier": "ragpress.compressors.token_classifier",
     "pipeline": "ragpress.compressors.pipeline",
 }
 _ALIASES: dict[str, str] = {
@@ -36,6 +37,8 @@ _ALIASES: dict[str, str] = {
     "probe": "attention-probe",
     "sentinel": "attention-probe",
     "ib": "ib-filter",
+    "llmlingua2": "token-classifier",
+    "llmlingua-2": "token-classifier",
 }
 _FACTORIES: dict[str, Callable[..., Compressor]] = {}
 PIPELINE_SEPARATOR = "+"
