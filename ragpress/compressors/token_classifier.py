@@ -132,7 +132,7 @@ class TokenClassifierCompressor(Compressor):
         protect: Sequence[str] = ("code", "json", "urls"),
         drop_consecutive: bool = False,
         document_rate: float | None = None,
-        batch_size: int = 16,
+        batch_size: int | None = None,
         device: str = "auto",
         threads: int | None = None,
         target_tokenizer: Any = None,
@@ -163,8 +163,12 @@ class TokenClassifierCompressor(Compressor):
             variant=variant,
             device=device,
             threads=threads,
-            batch_size=batch_size,
+            batch_size=batch_size or 16,
         )
+        if batch_size is None and self.tagger.device == "cpu":
+            # On CPU batching saves little and padding to the longest chunk costs a lot
+            # (measured: 0.40 -> 0.26 s for five ~200-word passages, one thread).
+            self.tagger.batch_size = 1
         window = getattr(self.tagger.tokenizer, "model_max_length", max_length) or max_length
         self.max_length = min(max_length, window if window < 100_000 else max_length)
         self._cls, self._sep = _special_ids(self.tagger.tokenizer)
