@@ -9,7 +9,7 @@ right padding from per-row lengths; a CUDA kernel exists too (fp16).
 
 How: during export only, the model's attention implementation is switched to ``FUSED``: its mask
 function hands the 2-D padding mask through unchanged, and its attention function calls the
-custom op ``ragpress::attention`` (eager body: SDPA with the same mask), which the exporter
+custom op ``ragpress::fused_attention`` (eager body: SDPA with the same mask), which the exporter
 translates to the contrib op (``translation_table``).
 
 Limits: rows must be right-padded (the runtime pads right); the flash path needs the op's
@@ -26,8 +26,8 @@ FUSED = "ragpress_fused"
 OP = "com.microsoft::GroupQueryAttention"
 
 
-@torch.library.custom_op("ragpress::attention", mutates_args=())
-def attention(
+@torch.library.custom_op("ragpress::fused_attention", mutates_args=())
+def fused_attention(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
@@ -50,7 +50,7 @@ def attention(
     return out.transpose(1, 2).reshape(batch, length, heads * size)
 
 
-@attention.register_fake
+@fused_attention.register_fake
 def _(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -72,7 +72,7 @@ def attention_forward(
     scaling: float | None = None,
     **_: Any,
 ) -> tuple[torch.Tensor, None]:
-    """A transformers attention function (``AttentionInterface``) for ``ragpress::attention``."""
+    """A transformers attention function (``AttentionInterface``) for the fused custom op."""
     batch, heads, length, size = query.shape
     if attention_mask is None:
         lengths = torch.full((batch,), length, dtype=torch.int64, device=query.device)
@@ -80,7 +80,7 @@ def attention_forward(
         lengths = attention_mask.to(torch.int64).sum(-1).clamp(min=1)
     scale = float(scaling) if scaling is not None else size**-0.5
     causal = bool(getattr(module, "is_causal", True))
-    out = torch.ops.ragpress.attention(query, key, value, lengths, causal, scale)
+    out = torch.ops.ragpress.fused_attention(query, key, value, lengths, causal, scale)
     return out.view(batch, length, heads, size), None
 
 
@@ -105,7 +105,7 @@ def use_fused_attention(model: Any) -> None:
 
 def translation_table() -> dict:
     """``custom_translation_table`` for ``torch.onnx.export(dynamo=True)``."""
-    return {torch.ops.ragpress.attention.default: _group_query_attention}
+    return {torch.ops.ragpress.fused_attention.default: _group_query_attention}
 
 
 def _group_query_attention(query, key, value, lengths, causal: bool, scale: float):  # type: ignore[no-untyped-def]
