@@ -47,6 +47,28 @@ def measure(fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 5) -> Timi
     return Timing(_percentile(runs, 50), _percentile(runs, 95), statistics.fmean(runs), runs)
 
 
+def measure_interleaved(
+    fns: dict[str, Callable[[], Any]], *, warmup: int = 1, repeats: int = 5
+) -> dict[str, Timing]:
+    """Like ``measure`` for several functions, taking turns run by run, so a change in the
+    machine's load (a shared machine) falls on all of them rather than on whichever ran last."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    runs: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            runs[name].append((time.perf_counter() - start) * 1000.0)
+    return {
+        name: Timing(_percentile(r, 50), _percentile(r, 95), statistics.fmean(r), r)
+        for name, r in runs.items()
+    }
+
+
 def _percentile(values: Sequence[float], q: float) -> float:
     """Linear-interpolated percentile ``q`` (0-100) of ``values``."""
     ordered = sorted(values)

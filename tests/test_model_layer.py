@@ -58,6 +58,17 @@ def test_minilm_token_logits_export_agrees():
     assert logits.shape == (len(ids), 2)
 
 
+@pytest.mark.parametrize(
+    ("name", "role", "layers"), [("smollm2-135m", "nll", 30), ("minilm-l6", "token-logits", 6)]
+)
+def test_attention_is_one_fused_node_per_layer(name, role, layers):
+    import onnx
+
+    graph = onnx.load(str(prepare(name, role) / GRAPH), load_external_data=False).graph
+    fused = [node for node in graph.node if node.op_type == "GroupQueryAttention"]
+    assert len(fused) == layers  # no S x S MatMul + Softmax decomposition left
+
+
 def test_onnx_matches_torch_backend_on_real_text(scorer, sample_ids):
     torch_scorer = TokenScorer("smollm2-135m", backend="torch")
     ours = scorer.nll(sample_ids)

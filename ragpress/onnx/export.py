@@ -5,6 +5,10 @@ Roles export only what their compressor reads, so no vocabulary-sized tensor lea
 graph; ``token-logits`` returns token-classification logits (B, S, C); ``attention`` returns
 the final position's attention to every position, per layer and head (B, L, H, S).
 
+Attention is exported as one fused onnxruntime op per layer (``ragpress.onnx.fusion``), not as
+the exporter's MatMul + Softmax decomposition; the parity reference stays the unchanged PyTorch
+model with its SDPA attention.
+
 Variants: ``fp32``; ``int8`` (dynamic quantization of the MatMul weights, per channel, with the
 vocabulary projection left in fp32: quantizing it wrecks NLL ranking); ``fp16`` for CUDA.
 """
@@ -89,13 +93,16 @@ def _stale(spec: ModelSpec, target: Path) -> bool:
 def _export_fp32(spec: ModelSpec, role: Role, target: Path) -> None:
     import torch
 
+    from ragpress.onnx import fusion
     from ragpress.onnx.progress import step
 
     with step(f"load {spec.name}"):
         model = load_torch_model(spec)
         tokenizer = load_tokenizer(spec)
-    wrapper = _WRAPPERS[role](model).eval()
     sample = _parity_inputs(tokenizer)
+    with torch.no_grad():  # the reference is the unchanged PyTorch model (SDPA attention)
+        reference = _WRAPPERS[role](model).eval()(*sample.values()).numpy()
+    wrapper = _WRAPPERS[role](model, fused=True).eval()
     with atomic_directory(target) as scratch, step(f"export {spec.name} {role} to ONNX"):
         started = time.perf_counter()
         torch.onnx.export(
@@ -112,12 +119,11 @@ def _export_fp32(spec: ModelSpec, role: Role, target: Path) -> None:
             opset_version=OPSET,
             external_data=_too_big_for_one_file(model),
             optimize=True,
+            custom_translation_table=fusion.translation_table(),
         )
         if spec.kind == "encoder":
             _fuse_encoder(scratch / GRAPH, model.config)
         export_seconds = time.perf_counter() - started
-        with torch.no_grad():
-            reference = wrapper(sample["input_ids"], sample["attention_mask"]).numpy()
         np.save(scratch / "reference.npy", reference)
         np.savez(scratch / "parity_inputs.npz", **{k: v.numpy() for k, v in sample.items()})
         parity = _check_parity(scratch / GRAPH, sample, reference, role)
@@ -281,6 +287,7 @@ def _write_manifest(
         "hub_id": spec.hub_id,
         "opset": OPSET,
         "exporter": "torch.onnx.export(dynamo=True)",
+        "attention": "com.microsoft::GroupQueryAttention",  # ragpress.onnx.fusion
         "seconds": round(seconds, 1),
         "versions": {
             "torch": torch.__version__,
@@ -299,8 +306,11 @@ def _too_big_for_one_file(model: Any) -> bool:
     return size > 1_800_000_000  # protobuf's 2 GB limit, with headroom for the graph
 
 
-def _nll_wrapper(model: Any) -> Any:
+def _nll_wrapper(model: Any, fused: bool = False) -> Any:
     import torch
+
+    if fused:
+        _use_fused_attention(model)
 
     class TokenNLL(torch.nn.Module):
         """Per-token NLL; position 0 (no context) is 0. Padding positions are 0 too."""
@@ -314,19 +324,27 @@ def _nll_wrapper(model: Any) -> Any:
             log_probs = torch.log_softmax(logits[:, :-1, :].float(), dim=-1)
             target = input_ids[:, 1:].unsqueeze(-1)
             nll = -torch.gather(log_probs, -1, target).squeeze(-1)
-            nll = nll * attention_mask[:, 1:].to(nll.dtype)
+            # where, not a product: padded rows of a fused attention may hold any value
+            nll = torch.where(attention_mask[:, 1:].bool(), nll, torch.zeros_like(nll))
             return torch.nn.functional.pad(nll, (1, 0))
 
     return TokenNLL()
 
 
-def _attention_wrapper(model: Any) -> Any:
+def _use_fused_attention(model: Any) -> None:
+    from ragpress.onnx.fusion import use_fused_attention
+
+    use_fused_attention(model)
+
+
+def _attention_wrapper(model: Any, fused: bool = False) -> Any:
     """Attention of the final position to every position, per layer and head: (B, L, H, S).
 
-    The forward keeps SDPA; beside it each layer computes softmax(q_last . K^T * scale) for the
-    last position only (a few KB), never a full S x S map. The vocabulary projection is skipped
-    (only the base model runs). Rows are exact when the last position is a real token, i.e.
-    with no right padding (the runtime runs this role one sequence at a time).
+    The forward keeps SDPA (or, ``fused``, the attention of ``ragpress.onnx.fusion``); beside
+    it each layer computes softmax(q_last . K^T * scale) for the last position only (a few KB),
+    never a full S x S map. The vocabulary projection is skipped (only the base model runs).
+    Rows are exact when the last position is a real token, i.e. with no right padding (the
+    runtime runs this role one sequence at a time).
     """
     import torch
     from transformers import AttentionInterface
@@ -339,11 +357,19 @@ def _attention_wrapper(model: Any) -> Any:
         keys = repeat_kv(key, module.num_key_value_groups)
         scores = torch.matmul(query[:, :, -1:, :], keys.transpose(-1, -2)) * module.scaling
         rows.append(torch.softmax(scores.float(), dim=-1)[:, :, 0, :])
-        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+        return forward(module, query, key, value, attention_mask, **kwargs)
 
-    AttentionInterface.register(PROBE_ATTENTION, probe_attention)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(PROBE_ATTENTION, sdpa_mask)
-    model.config._attn_implementation = PROBE_ATTENTION
+    if fused:
+        from ragpress.onnx import fusion
+
+        forward = fusion.attention_forward
+        name = fusion.register(f"{PROBE_ATTENTION}_fused", probe_attention)
+    else:
+        forward = sdpa_attention_forward
+        name = PROBE_ATTENTION
+        AttentionInterface.register(name, probe_attention)
+        ALL_MASK_ATTENTION_FUNCTIONS.register(name, sdpa_mask)
+    model.config._attn_implementation = name
     base = model.model if hasattr(model, "model") else model
 
     class AttentionRows(torch.nn.Module):
@@ -359,8 +385,11 @@ def _attention_wrapper(model: Any) -> Any:
     return AttentionRows()
 
 
-def _logits_wrapper(model: Any) -> Any:
+def _logits_wrapper(model: Any, fused: bool = False) -> Any:
     import torch
+
+    if fused:
+        _use_fused_attention(model)
 
     class TokenLogits(torch.nn.Module):
         def __init__(self) -> None:
