@@ -13,7 +13,7 @@ import pytest
 
 from ragpress import _runtime_check
 from ragpress.onnx.catalogue import get_spec
-from ragpress.onnx.export import GRAPH, MANIFEST, prepare
+from ragpress.onnx.export import EXPORT_FORMAT, GRAPH, MANIFEST, prepare
 from ragpress.onnx.models import TokenScorer, TokenTagger
 from ragpress.onnx.runtime import ModelFileError, create_session, length_batches, verify_files
 from ragpress.onnx.sources import ModelNotFoundError, weights_folder
@@ -46,6 +46,15 @@ def test_int8_keeps_the_nll_ranking():
     fp32 = (prepare("smollm2-135m") / GRAPH).stat().st_size
     int8 = (prepare("smollm2-135m", variant="int8") / GRAPH).stat().st_size
     assert int8 < fp32 * 0.75
+
+
+def test_graphs_of_an_older_export_format_are_exported_again():
+    folder = prepare("minilm-l6")
+    path = folder / MANIFEST
+    manifest = json.loads(path.read_text())
+    assert manifest["format"] == EXPORT_FORMAT
+    path.write_text(json.dumps({**manifest, "format": EXPORT_FORMAT - 1}))
+    assert json.loads((prepare("minilm-l6") / MANIFEST).read_text())["format"] == EXPORT_FORMAT
 
 
 def test_minilm_token_logits_export_agrees():

@@ -34,6 +34,9 @@ VARIANTS: tuple[Variant, ...] = ("fp32", "int8", "fp16")
 MANIFEST = "manifest.json"
 GRAPH = "model.onnx"
 OPSET = 18
+#: Bumped whenever exported graphs change meaning or shape: cached graphs of an older format are
+#: exported again (2: fused GroupQueryAttention, NLL as log-sum-exp minus the target logit).
+EXPORT_FORMAT = 2
 log = logging.getLogger(__name__)
 
 
@@ -83,11 +86,12 @@ def _delta_sha256(spec: ModelSpec) -> str | None:
 
 
 def _stale(spec: ModelSpec, target: Path) -> bool:
-    """A graph exported from another version of the shipped delta (ragpress was updated)."""
+    """A graph an older ragpress exported: another graph format or another shipped delta."""
+    manifest = json.loads((target / MANIFEST).read_text())
+    if manifest.get("format") != EXPORT_FORMAT:
+        return True
     expected = _delta_sha256(spec)
-    if expected is None:
-        return False
-    return json.loads((target / MANIFEST).read_text()).get("delta_sha256") != expected
+    return expected is not None and manifest.get("delta_sha256") != expected
 
 
 def _export_fp32(spec: ModelSpec, role: Role, target: Path) -> None:
@@ -286,6 +290,7 @@ def _write_manifest(
         "source": weights_folder(spec),
         "hub_id": spec.hub_id,
         "opset": OPSET,
+        "format": EXPORT_FORMAT,
         "exporter": "torch.onnx.export(dynamo=True)",
         "attention": "com.microsoft::GroupQueryAttention",  # ragpress.onnx.fusion
         "seconds": round(seconds, 1),
@@ -321,9 +326,10 @@ def _nll_wrapper(model: Any, fused: bool = False) -> Any:
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
             logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-            log_probs = torch.log_softmax(logits[:, :-1, :].float(), dim=-1)
+            logits = logits[:, :-1, :].float()
             target = input_ids[:, 1:].unsqueeze(-1)
-            nll = -torch.gather(log_probs, -1, target).squeeze(-1)
+            # log-sum-exp minus the target's logit: no (B, S, vocab) log-softmax is written out
+            nll = torch.logsumexp(logits, dim=-1) - torch.gather(logits, -1, target).squeeze(-1)
             # where, not a product: padded rows of a fused attention may hold any value
             nll = torch.where(attention_mask[:, 1:].bool(), nll, torch.zeros_like(nll))
             return torch.nn.functional.pad(nll, (1, 0))
