@@ -33,11 +33,12 @@ lint: $(STAMP)
 bench: $(STAMP)
 	bash bench/anchors/setup_llmlingua.sh
 	$(BIN)/python -m bench.metatoken
-	$(BIN)/python -m bench.models --lengths 512 2048 8192 --repeats 3
+	$(BIN)/python -m bench.models --lengths 512 2048 8192 --repeats 2 --roles nll token-logits attention --memory-gb 14
 	$(BIN)/python -m bench.entropy --items 40 --rate 0.25
 	$(BIN)/python -m bench.attention_probe --items 50
 	$(BIN)/python -m bench.attention_probe --items 50 --methods attention-probe+entropy --name pipeline
 	$(BIN)/python -m bench.ib_filter --items 40
+	$(BIN)/python -m bench.token_classifier --items 50 --anchor-items 20
 	$(BIN)/python -m bench.report
 
 clean:
