@@ -113,6 +113,15 @@ def aggregate_to_words(
     raise ValueError(f"how must be one of mean, first, sum, max; got {how!r}")
 
 
+def check_protect(kinds: str | Sequence[str]) -> tuple[str, ...]:
+    """Validate a compressor's ``protect`` argument: kinds of :data:`PROTECT_KINDS`."""
+    kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+    unknown = set(kinds) - set(PROTECT_KINDS)
+    if unknown:
+        raise ValueError(f"unknown protect kinds {sorted(unknown)}; known: {PROTECT_KINDS}")
+    return kinds
+
+
 def protected_spans(
     text: str,
     *,

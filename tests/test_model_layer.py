@@ -172,3 +172,14 @@ def test_both_onnxruntime_builds_refuse_to_import(monkeypatch):
     )
     with pytest.raises(ImportError, match="pip uninstall"):
         _runtime_check.ensure_single_onnxruntime()
+
+
+def test_two_torch_attention_readers_in_one_process_keep_their_own_rows():
+    from ragpress.onnx.models import AttentionRows
+
+    first = AttentionRows(backend="torch")
+    ids = first.tokenizer.encode("The first sign of fuel dilution is a rising oil level.")
+    second = AttentionRows(backend="torch")  # registers its attention function after first's
+    (rows,) = first.rows([ids])
+    assert rows.shape == (30, 9, len(ids))
+    np.testing.assert_allclose(rows, second.rows([ids])[0], atol=1e-6)

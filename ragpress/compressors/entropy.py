@@ -39,6 +39,7 @@ from ragpress.text import (
     PROTECT_KINDS,
     aggregate_to_words,
     align_tokens_to_words,
+    check_protect,
     overlaps_any,
     protected_spans,
     sentence_spans,
@@ -137,7 +138,7 @@ class EntropyCompressor(Compressor):
         self.coarse, self.coarse_factor = coarse, coarse_factor
         self.window, self.overlap = window, overlap
         self.iterative, self.segment = iterative, segment
-        self.protect, self.force_tokens = _check_protect(protect), tuple(force_tokens)
+        self.protect, self.force_tokens = check_protect(protect), tuple(force_tokens)
         self._newline = self.scorer.tokenizer.encode("\n", add_special_tokens=False)
 
     @property
@@ -333,15 +334,6 @@ def _pruned_segment(doc: _Doc, begin: int, end: int, share: float) -> list[int]:
     info = aggregate_to_words(doc.plain[begin:end], token_word, len(doc.words), "mean")[present]
     best = present[np.argsort(-info, kind="stable")[: math.ceil(share * present.size)]]
     return [doc.ids[begin + j] for j in np.flatnonzero(np.isin(token_word, best)).tolist()]
-
-
-def _check_protect(kinds: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(kinds, str):
-        kinds = (kinds,)
-    unknown = set(kinds) - set(PROTECT_KINDS)
-    if unknown:
-        raise ValueError(f"unknown protect kinds {sorted(unknown)}; known: {PROTECT_KINDS}")
-    return tuple(kinds)
 
 
 def _z(values: np.ndarray) -> np.ndarray:

@@ -34,6 +34,7 @@ from ragpress.selection import Units, render, scored_spans, unit_costs
 from ragpress.text import (
     PROTECT_KINDS,
     aggregate_to_words,
+    check_protect,
     overlaps_any,
     protected_spans,
     sentence_spans,
@@ -152,7 +153,9 @@ class TokenClassifierCompressor(Compressor):
             raise TypeError("force_tokens must be a sequence of strings, not one string")
         self.force_tokens = tuple(force_tokens)
         protected_spans("", force_tokens=self.force_tokens)  # validates them
-        self.protect = _check_protect(protect, keep_digits)
+        self.protect = check_protect(protect)
+        if keep_digits and "numbers" not in self.protect:
+            self.protect = (*self.protect, "numbers")
         self.keep_digits, self.drop_consecutive = keep_digits, drop_consecutive
         from ragpress.onnx.catalogue import get_spec
         from ragpress.onnx.models import TokenTagger
@@ -362,11 +365,3 @@ def _check_fraction(value: float | None, name: str, *, low_open: bool = True) ->
     if not (low_ok and value <= 1):
         raise ValueError(f"{name} must be in {'(0' if low_open else '[0'}, 1], got {value}")
     return float(value)
-
-
-def _check_protect(kinds: Sequence[str], keep_digits: bool) -> tuple[str, ...]:
-    kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
-    unknown = set(kinds) - set(PROTECT_KINDS)
-    if unknown:
-        raise ValueError(f"unknown protect kinds {sorted(unknown)}; known: {PROTECT_KINDS}")
-    return (*kinds, "numbers") if keep_digits and "numbers" not in kinds else kinds

@@ -15,6 +15,7 @@ vocabulary projection left in fp32: quantizing it wrecks NLL ranking); ``fp16`` 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -365,14 +366,16 @@ def _attention_wrapper(model: Any, fused: bool = False) -> Any:
         rows.append(torch.softmax(scores.float(), dim=-1)[:, :, 0, :])
         return forward(module, query, key, value, attention_mask, **kwargs)
 
+    # Attention functions are registered globally by name: each wrapper takes its own name, so
+    # a later wrapper (an export's parity reference, a second model) never captures its rows.
+    name = f"{PROBE_ATTENTION}_{next(_WRAPPER_IDS)}"
     if fused:
         from ragpress.onnx import fusion
 
         forward = fusion.attention_forward
-        name = fusion.register(f"{PROBE_ATTENTION}_fused", probe_attention)
+        name = fusion.register(f"{name}_fused", probe_attention)
     else:
         forward = sdpa_attention_forward
-        name = PROBE_ATTENTION
         AttentionInterface.register(name, probe_attention)
         ALL_MASK_ATTENTION_FUNCTIONS.register(name, sdpa_mask)
     model.config._attn_implementation = name
@@ -409,5 +412,6 @@ def _logits_wrapper(model: Any, fused: bool = False) -> Any:
 
 
 PROBE_ATTENTION = "ragpress_probe"
+_WRAPPER_IDS = itertools.count()
 _WRAPPERS = {"nll": _nll_wrapper, "token-logits": _logits_wrapper, "attention": _attention_wrapper}
 _OUTPUT = {"nll": "nll", "token-logits": "logits", "attention": "attention"}
