@@ -578,10 +578,15 @@ def best_sentence(results: Results) -> str:
     return "Best on the sentence-selection QA items (latest run per method): " + "; ".join(parts)
 
 
+def _timed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of backends that ran (a failed backend is a row with an ``error`` instead)."""
+    return [row for row in rows if "p50_ms" in row]
+
+
 def models_sentence(result: Result) -> str:
     """The fastest backend for each role and length."""
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    for row in result["rows"]:
+    for row in _timed(result["rows"]):
         groups.setdefault((row["role"], row["tokens"]), []).append(row)
     parts = []
     for (role, tokens), rows in groups.items():
@@ -655,10 +660,11 @@ def _panel_scope(results: Results, qa: dict[str, list[Point]]) -> str:
 
 def plot_latency(result: Result, path: Path) -> Path:
     plt = _pyplot()
-    roles = list(dict.fromkeys(r["role"] for r in result["rows"]))
+    timed = _timed(result["rows"])
+    roles = list(dict.fromkeys(r["role"] for r in timed))
     fig, axes = plt.subplots(1, len(roles), figsize=(5.5 * len(roles), 4.2), squeeze=False)
     for ax, role in zip(axes[0], roles, strict=True):
-        rows = [r for r in result["rows"] if r["role"] == role]
+        rows = [r for r in timed if r["role"] == role]
         lengths = list(dict.fromkeys(r["tokens"] for r in rows))
         backends = list(dict.fromkeys(r["backend"] for r in rows))
         width = 0.8 / len(backends)

@@ -154,3 +154,12 @@ def test_an_empty_results_folder_still_makes_a_report(tmp_path: Path) -> None:
 )
 def test_family(method: str, expected: str) -> None:
     assert family(method) == expected
+
+
+def test_a_failed_backend_row_is_tabled_not_timed(results: Path) -> None:
+    failed = {"role": "nll (tiny)", "tokens": 512, "backend": "onnx fp32", "error": "Boom: no"}
+    write(results, "models", [*MODELS, failed])
+    text = report(results)
+    assert "Boom: no" in text
+    assert "nll (tiny) at 512 tokens: onnx int8" in text  # the fastest of the backends that ran
+    assert (results / "latency.png").is_file()
