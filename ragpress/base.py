@@ -7,9 +7,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from ragpress.selection import Units, scored_spans, select
+from ragpress.selection import Selection, Units, scored_spans, select
 from ragpress.tokenization import TargetTokenizer, get_target_tokenizer
-from ragpress.types import CompressionRequest, CompressionResult, Span
+from ragpress.types import CompressionRequest, CompressionResult, ScoredSpan, Span
 
 BatchItem = CompressionRequest | Mapping[str, Any] | str
 
@@ -100,6 +100,26 @@ class Compressor(ABC):
         if budget is None:
             budget = request.token_budget(original, self.default_rate)
         selection = select(request.documents, units, self.tokenizer, budget, threshold=threshold)
+        return self.selection_result(
+            request,
+            selection,
+            original=original,
+            budget=budget,
+            scores=scored_spans(units) if report_scores else None,
+            timings=timings,
+        )
+
+    def selection_result(
+        self,
+        request: CompressionRequest,
+        selection: Selection,
+        *,
+        original: int,
+        budget: int | None,
+        scores: list[ScoredSpan] | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> CompressionResult:
+        """Kept units (a :class:`Selection`) wrapped as this method's result."""
         return CompressionResult(
             text=selection.text,
             original_tokens=original,
@@ -108,7 +128,7 @@ class Compressor(ABC):
             settings=self.settings,
             documents=selection.documents if request.is_list else None,
             kept_spans=selection.kept_spans,
-            scores=scored_spans(units) if report_scores else None,
+            scores=scores,
             budget_tokens=budget,
             timings=timings or {},
         )

@@ -19,22 +19,9 @@ from ragpress.compressors.token_classifier import (
 from ragpress.onnx.catalogue import get_spec
 from ragpress.text import sentence_spans
 from ragpress.types import CompressionResult
+from tests.test_entropy import FUEL, NOISE
 
 SAMPLE = resources.files("ragpress.data").joinpath("sample.txt").read_text("utf-8")
-FUEL = (
-    "Fuel dilution of the engine oil occurs when unburned fuel passes the piston rings. "
-    "It is most common on engines that run short trips in cold weather. "
-    "The first sign of fuel dilution is an oil level that rises between services. "
-    "Technicians should then change the oil and update the engine software."
-)
-NOISE = [
-    "The workshop in Lyon opens a second service lane in April, and the workshop in Grenoble "
-    "moves to a new building next to the ring road near the river.",
-    "Our spring campaign offers a free inspection of the cooling system and the air "
-    "conditioning for every customer who books before the end of May.",
-    "The annual dealer meeting takes place in Paris; dealers vote on the new logo, the "
-    "colours of the showroom furniture and the music played in the waiting area.",
-]
 FUNCTION_WORDS = {"the", "of", "a", "an", "and", "in", "on", "to", "is", "that", "it", "for"}
 
 

@@ -294,16 +294,8 @@ class TokenClassifierCompressor(Compressor):
     ) -> CompressionResult:
         """The chunk policy decides every word itself: render exactly those, no budget pass."""
         selection = render(request.documents, units, keep, self.tokenizer)
-        return CompressionResult(
-            text=selection.text,
-            original_tokens=original,
-            compressed_tokens=selection.tokens,
-            method=self.name,
-            settings=self.settings,
-            documents=selection.documents if request.is_list else None,
-            kept_spans=selection.kept_spans,
-            scores=scored_spans(units),
-            budget_tokens=None,
+        return self.selection_result(
+            request, selection, original=original, budget=None, scores=scored_spans(units)
         )
 
 
