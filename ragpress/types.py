@@ -135,6 +135,14 @@ class CompressionResult:
         """True when the compressor chose to keep nothing (e.g. noise-only retrieval)."""
         return not self.text
 
+    def document_texts(self, count: int) -> list[str]:
+        """One compressed text per input document (a single-document call may leave
+        ``documents`` unset); ``count`` is how many went in, checked."""
+        texts = self.documents if self.documents is not None else [self.text]
+        if len(texts) != count:
+            raise RuntimeError(f"{self.method} returned {len(texts)} documents for {count}")
+        return texts
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.update(ratio=self.ratio, rate=self.rate, saved_tokens=self.saved_tokens)

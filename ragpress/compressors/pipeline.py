@@ -207,11 +207,7 @@ def _refill(packed: list[str] | None, documents: Sequence[str]) -> list[str] | N
 def _next_request(
     original: CompressionRequest, staged: CompressionRequest, result: CompressionResult
 ) -> CompressionRequest:
-    documents = result.documents if result.documents is not None else [result.text]
-    if len(documents) != len(staged.documents):
-        raise RuntimeError(
-            f"{result.method} returned {len(documents)} documents for {len(staged.documents)}"
-        )
+    documents = result.document_texts(len(staged.documents))
     return CompressionRequest(tuple(documents), original.query, is_list=original.is_list)
 
 
@@ -226,7 +222,7 @@ def _compose(
     """Original offsets of each character of ``result``'s documents: every kept span is found,
     in order, in the stage's output; what lies between (whitespace a stage inserted or carried
     along) maps to -1 and is left out of the provenance."""
-    outputs = result.documents if result.documents is not None else [result.text]
+    outputs = result.document_texts(len(inputs))
     composed = []
     for doc, (source, output) in enumerate(zip(inputs, outputs, strict=True)):
         mapped = np.full(len(output), -1, dtype=np.int64)

@@ -20,7 +20,6 @@ METADATA_KEY = "ragpress"
 __all__ = [
     "METADATA_KEY",
     "check_query",
-    "compressed_documents",
     "figures",
     "is_empty",
     "missing_extra",
@@ -63,14 +62,6 @@ def check_query(compressor: Compressor, query: str | None) -> str | None:
 def validate_budget(rate: float | None, target_tokens: int | None) -> None:
     """Fail at construction, not at the first retrieval, on a bad rate or target_tokens."""
     CompressionRequest.create("", rate=rate, target_tokens=target_tokens)
-
-
-def compressed_documents(result: CompressionResult, count: int) -> list[str]:
-    """One compressed text per input document (a single-document call may leave it unset)."""
-    documents = result.documents if result.documents is not None else [result.text]
-    if len(documents) != count:
-        raise RuntimeError(f"{result.method} returned {len(documents)} documents for {count}")
-    return documents
 
 
 def is_empty(text: str) -> bool:

@@ -22,7 +22,6 @@ from ragpress.base import Compressor
 from ragpress.integrations import (
     METADATA_KEY,
     check_query,
-    compressed_documents,
     figures,
     is_empty,
     missing_extra,
@@ -81,7 +80,7 @@ class _RagpressSettings(BaseModel):
         }
 
     def _rebuild(self, documents: Sequence[Document], result: CompressionResult) -> list[Document]:
-        outputs = compressed_documents(result, len(documents))
+        outputs = result.document_texts(len(documents))
         return [
             _copy(document, text, figures(self.compressor, result, i, document.page_content, text))
             for i, (document, text) in enumerate(zip(documents, outputs, strict=True))

@@ -18,7 +18,6 @@ from ragpress.base import Compressor
 from ragpress.integrations import (
     METADATA_KEY,
     check_query,
-    compressed_documents,
     figures,
     is_empty,
     missing_extra,
@@ -85,7 +84,7 @@ class RagpressPostprocessor(BaseNodePostprocessor):
         result = self._compressor.compress(
             sources, query, rate=self.rate, target_tokens=self.target_tokens
         )
-        outputs = compressed_documents(result, len(nodes))
+        outputs = result.document_texts(len(nodes))
         return [
             NodeWithScore(
                 node=_copy(item.node, text, figures(self._compressor, result, i, source, text)),
