@@ -18,6 +18,7 @@ import numpy as np
 
 import ragpress
 from bench.harness import markdown_table, write_results
+from bench.quality import reuse_forwards
 from ragpress.training.logistic import roc_auc
 from ragpress.training.qa import QAItem, answer_in, answer_survives, load_items
 
@@ -48,27 +49,6 @@ def probe_auc(compressor: Any, items: list[QAItem]) -> dict[str, Any]:
         "relevant_share": round(float(labels_array.mean()), 4),
         "roc_auc": round(roc_auc(labels_array, np.concatenate(scores)), 4),
     }
-
-
-def reuse_forwards(compressor: Any) -> None:
-    """Memoise the compressor's model runs, so 2x and 8x reuse the forwards of 4x (scores do
-    not depend on the rate); only the first rate's wall time is reported. A pipeline's stages
-    are memoised too (a later stage's inputs change with the rate, so only the first gains)."""
-    for stage in getattr(compressor, "stages", []):
-        reuse_forwards(stage)
-    for attribute in ("scorer", "reader"):
-        model = getattr(compressor, attribute, None)
-        if model is None:
-            continue
-        cache: dict[tuple, Any] = {}
-
-        def cached(sequences: Any, run: Any = model.run, cache: dict = cache) -> Any:
-            key = tuple(tuple(sequence) for sequence in sequences)
-            if key not in cache:
-                cache[key] = run(sequences)
-            return cache[key]
-
-        model.run = cached
 
 
 def survival(

