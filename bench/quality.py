@@ -176,7 +176,7 @@ def speed_rows(outcomes: Outcomes) -> list[dict[str, Any]]:
         their_ms, my_ms = _ms(theirs.seconds), _ms(mine.seconds)
         rows.append(
             {
-                "llmlingua": anchor.LABELS[mode],
+                "anchor": anchor.LABELS[mode],
                 "ragpress": ours,
                 "llmlingua_ms_per_item": their_ms,
                 "ragpress_ms_per_item": my_ms,
@@ -225,7 +225,7 @@ def main() -> None:
     extra: dict[str, Any] = {"split": args.split, "items": len(items)}
     speed = speed_rows(outcomes)
     if speed:
-        extra["speed at 4x (same items)"] = speed
+        extra["speed"] = speed  # at 4x, same items
     if args.reader_items:
         extra["reader at 4x (Qwen2.5-0.5B)"] = reader_rows(items[: args.reader_items], outcomes)
     extra["notes"] = NOTES
