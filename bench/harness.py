@@ -13,6 +13,7 @@ import os
 import platform
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -90,6 +91,58 @@ def timing_throughput(tokens: int, timing: Timing) -> dict[str, float]:
         "p95_tokens_per_s": tokens_per_second(tokens, timing.p95_ms),
         "mean_tokens_per_s": tokens_per_second(tokens, timing.mean_ms),
     }
+
+
+def rss_bytes() -> int:
+    """This process's resident set size, in bytes (/proc where there is one, else psutil)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import psutil
+
+        return psutil.Process().memory_info().rss
+
+
+class PeakRSS:
+    """Peak resident set size while the ``with`` block runs, sampled by a background thread.
+
+    ``peak_mb`` is that peak minus the RSS on entry (memory the block needed beyond what the
+    process held already), ``rss_mb`` the peak itself. Model runtimes release the GIL during
+    their forwards, so the sampler keeps running while they work; spikes shorter than
+    ``interval`` seconds can be missed.
+    """
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval = interval
+        self.start = self.peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> PeakRSS:
+        self.start = self.peak = rss_bytes()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.peak = max(self.peak, rss_bytes())
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, rss_bytes())
+
+    @property
+    def peak_mb(self) -> float:
+        return (self.peak - self.start) / 2**20
+
+    @property
+    def rss_mb(self) -> float:
+        return self.peak / 2**20
 
 
 def pin_one_core() -> int | None:
