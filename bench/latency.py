@@ -2,9 +2,13 @@
 
 Run: ``python -m bench.latency [--profile quick|full] [--methods ...] [--lengths ...]
 [--backends ...] [--repeats N] [--no-anchor] [--name latency]``. The quick profile (the
-default, what ``make bench`` runs) measures a chosen subset of the grid in ~15 minutes on 2 idle
-cores; ``--profile full`` measures every cell (hours). Every cell left out is listed, with the
-reason, in ``extra["skipped"]``. The anchor rows need ``bash bench/anchors/setup_llmlingua.sh``.
+default, for ``make bench``) measures a subset of the grid in ~13 minutes on 2 idle
+cores: SmolLM2 reads only ~200-500 tokens/s here, so its methods get 512-8k on the default
+backend (ONNX fp32) and 512-2k on int8, torch runs at 512, batch 16 at 512 on the default
+backend, and 10k/100k (the scaling pair) run on int8 for the fast methods. ``--profile full``
+measures every cell but 10k/100k x 16 (many hours). Every cell left out is listed, with the
+reason, in ``extra["skipped"]`` (``--dry-run`` prints the plan). The anchor rows need
+``bash bench/anchors/setup_llmlingua.sh``.
 
 Inputs are real text: the gold passage and 4 distractors of a development QA item (the
 question is the item's), then Wikipedia leads, split into ~150-token passages and cut to the
@@ -29,10 +33,16 @@ Rows (``rows`` of ``bench/results/NAME.json``, one per measured cell):
     rss_mb              that peak RSS, absolute (MiB; every model built so far is loaded)
     load_1m             1-minute load average when the cell ended (the machine is shared)
 
-``extra``: ``anchor`` (llmlingua vs ragpress on the same contexts: method, anchor, tokens,
-ours_ms, anchor_ms, speedup = anchor / ours), ``scaling`` (method, backend, ms_per_1k at 10k and
-100k tokens, ratio: 1.0 is linear), ``skipped`` (method, backend, cells, reason), ``settings``
-and ``notes``. The plot ``bench/results/NAME_scaling.png`` shows ms per 1k tokens vs length.
+``extra``:
+    anchor       llmlingua and ragpress on the same contexts, batch 1, up to 8k: ragpress (our
+                 run), llmlingua (runner mode), tokens, ours_ms, anchor_ms, speedup (anchor /
+                 ours); ``anchor_note`` says what ran, or why nothing did
+    scaling      method, backend, from_tokens, to_tokens, ms_per_1k_from, ms_per_1k_to, ratio
+                 (time per token, longer / shorter: 1.0 is linear): 100k vs 10k where both
+                 ran, else the two longest lengths measured (from 2k up)
+    skipped      method, backend, cells ("2kx16, 8kx1"), reason: every cell not measured
+    settings, notes
+The plot ``bench/results/NAME_scaling.png`` shows ms per 1k tokens against the length.
 """
 
 from __future__ import annotations
@@ -135,8 +145,9 @@ def _wiki() -> list[str]:
 
 @cache
 def contexts(tokens: int, batch: int) -> list[Context]:
-    """``batch`` different contexts of ``tokens`` target tokens (no passage shared among them,
-    and none repeated within one: the lossless compressor would find the repeat)."""
+    """``batch`` different contexts of ``tokens`` target tokens: each its own QA item's
+    passages, then Wikipedia leads no other context of the batch has (no passage repeats within
+    a context: the lossless compressor would find the repeat)."""
     items = _items(max(BATCHES))
     wiki = iter(_wiki())
     return [_context(items[i], wiki, tokens) for i in range(batch)]
@@ -262,7 +273,7 @@ def _quick_reason(method: str, backend: str, tokens: int, batch: int) -> str | N
         return "quick profile: torch only at 512 (bench.models compares backends' forwards)"
     if slow and backend != DEFAULT_BACKEND and tokens > 2048:
         return f"quick profile: SmolLM2 methods beyond 2k only on {DEFAULT_BACKEND}"
-    if tokens > LONGEST_WHOLE and backend not in (FASTEST, "none", "torch"):
+    if tokens > LONGEST_WHOLE and backend not in (FASTEST, *own_backend):
         return f"quick profile: 10k/100k only on the fastest backend ({FASTEST})"
     return None
 
@@ -327,7 +338,7 @@ def build(method: str, backend: str) -> tuple[Any, ForwardTimer, bool]:
     """The compressor, its forward timer, whether it gets the question; warmed up."""
     options = BACKENDS[backend] if backend in BACKENDS and method not in FIXED_BACKEND else {}
     compressor = ragpress.get_compressor(method, **options)
-    with_query = method.split("+")[0] not in QUERY_FREE
+    with_query = any(stage not in QUERY_FREE for stage in method.split("+"))
     compressor.compress(["A warm-up passage. Another one here."], "Warm up?", rate=0.5)
     return compressor, ForwardTimer(compressor), with_query
 
@@ -619,6 +630,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, help="timed calls per cell (default: by size)")
     parser.add_argument("--no-anchor", action="store_true", help="skip the llmlingua rows")
     parser.add_argument("--name", default="latency", help="results file name under bench/results")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan, measure nothing")
     args = parser.parse_args(argv)
     for method in args.methods:
         if method.strip().lower() == "pipeline":
@@ -638,9 +650,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     quick = args.profile == "quick"
     started = time.perf_counter()
-    rows, skipped = run_grid(
-        plan(args.methods, args.backends, args.lengths, quick), quick, args.repeats
-    )
+    cells = plan(args.methods, args.backends, args.lengths, quick)
+    if args.dry_run:
+        print_plan(cells, quick, args.repeats)
+        return
+    rows, skipped = run_grid(cells, quick, args.repeats)
     extra = anchor_section(args, rows)
     extra["scaling"] = scaling(rows)
     extra["skipped"] = skipped_table(skipped)
@@ -655,6 +669,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         plot(rows, RESULTS_DIR / f"{args.name}_scaling.png")
     print(markdown_table(rows))
     print(f"wrote {json_path}", file=sys.stderr)
+
+
+def print_plan(cells: list[Cell], quick: bool, override: int | None) -> None:
+    todo = [
+        {"method": c.method, "backend": c.backend, "tokens": c.tokens, "batch": c.batch}
+        | dict(zip(("warmup", "repeats"), repeats_for(c, quick, override), strict=True))
+        for c in cells
+        if c.skip is None
+    ]
+    print(markdown_table(todo), end="\n\n")
+    print(markdown_table(skipped_table([c for c in cells if c.skip is not None])))
 
 
 def anchor_section(args: argparse.Namespace, rows: list[dict[str, Any]]) -> dict[str, Any]:
