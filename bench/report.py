@@ -27,6 +27,7 @@ OUT = RESULTS_DIR.parent / "RESULTS.md"
 # The benchmarks the report expects, each with the command that writes it.
 EXPECTED = {
     "quality": "python -m bench.quality",
+    "latency": "python -m bench.latency",
     "metatoken": "python -m bench.metatoken",
     "models": "python -m bench.models --lengths 512 2048 8192 --repeats 3",
     "entropy": "python -m bench.entropy --items 40 --rate 0.25",
@@ -567,7 +568,54 @@ def pipeline_paragraph(results: Results) -> str:
     return "**Pipelines**: " + ". ".join(sentences) + "."
 
 
+def latency_paragraph(results: Results) -> str:
+    result = results.get("latency")
+    if result is None:
+        return "**Latency**: " + missing_note("latency")
+    extra = result.get("extra", {})
+    sentences = [_cost_sentence(_timed(result["rows"]))]
+    anchor_rows = [r for r in extra.get("anchor", []) if r.get("speedup")]
+    for label in dict.fromkeys(r["ragpress"] for r in anchor_rows):
+        rows = [r for r in anchor_rows if r["ragpress"] == label]
+        lengths = spread([r["tokens"] for r in rows], lambda n: f"{n:,}")
+        sentences.append(
+            f"{label} is {speeds_range([r['speedup'] for r in rows])} llmlingua "
+            f"{rows[0]['llmlingua']} on the same contexts ({lengths} tokens)"
+        )
+    for row in extra.get("scaling", []):
+        sentences.append(
+            f"{row['method']} ({row['backend']}) takes {num(row['ratio'], 2)}x the time per "
+            f"token at {row['to_tokens']:,} tokens as at {row['from_tokens']:,}"
+        )
+    return "**Latency** (batch 1, one call): " + "; ".join(s for s in sentences if s) + "."
+
+
+def _cost_sentence(rows: list[dict[str, Any]]) -> str:
+    """Per method, its default backend's time per 1k tokens at the longest length measured,
+    and the share of it spent in the model's forwards."""
+    longest: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row["batch"] != 1 or row["backend"] not in ("onnx-fp32", "none", "torch"):
+            continue
+        best = longest.get(row["method"])
+        if best is None or (row["backend"] != "torch", row["tokens"]) > (
+            best["backend"] != "torch",
+            best["tokens"],
+        ):
+            longest[row["method"]] = row
+    parts = []
+    for method, row in longest.items():
+        forward = row.get("total_over_forward")
+        share = f", {pct(100 / forward)} of it in the model" if forward else ""
+        parts.append(
+            f"{method} {num(row['ms_per_1k_tokens'], 0)} ms per 1k tokens at "
+            f"{row['tokens']:,} ({row['backend']}{share})"
+        )
+    return "; ".join(parts)
+
+
 PARAGRAPHS = (
+    latency_paragraph,
     metatoken_paragraph,
     entropy_paragraph,
     attention_probe_paragraph,
@@ -728,10 +776,14 @@ def make_plots(results: Results, folder: Path) -> dict[str, Path]:
     """Plot name -> PNG path, for the plots whose data exist."""
     plots: dict[str, Path | None] = {"quality": plot_quality(results, folder / "quality.png")}
     if "models" in results:
-        plots["latency"] = plot_latency(results["models"], folder / "latency.png")
+        plots["models"] = plot_latency(results["models"], folder / "models.png")
     if "metatoken" in results:
         plots["metatoken"] = plot_metatoken(results["metatoken"], folder / "metatoken.png")
-    return {name: path for name, path in plots.items() if path is not None}
+    drawn = {name: path for name, path in plots.items() if path is not None}
+    for path in sorted(folder.glob("*.png")):  # drawn by a benchmark itself: linked, not redrawn
+        if path.stem not in drawn and any(path.stem.startswith(f"{n}_") for n in results):
+            drawn[path.stem] = path
+    return drawn
 
 
 # -- RESULTS.md ------------------------------------------------------------------------------
@@ -791,8 +843,9 @@ def _section(result: Result, plots: dict[str, Path], out: Path) -> list[str]:
         lines += _extra(key, value)
     if name == "models":
         lines += [models_sentence(result), ""]
-    plot = {"models": "latency", "metatoken": "metatoken"}.get(name)
-    if plot in plots:
+    if name in plots:
+        lines += [_image(name, plots, out), ""]
+    for plot in sorted(p for p in plots if p.startswith(f"{name}_")):  # the benchmark's own
         lines += [_image(plot, plots, out), ""]
     panel = next((t for t, names in QUALITY_PANELS.items() if name in names), None)
     if panel and "quality" in plots:  # shown once, at the top: link it here

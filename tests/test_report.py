@@ -73,7 +73,7 @@ def test_tables_header_and_plots(results: Path) -> None:
     for name, rows in (("attention_probe", qa_rows(PROBE_BEST)), ("models", MODELS)):
         assert f"## {name}" in text and markdown_table(rows) in text
         assert f"Command: `python -m bench.{name}`" in text
-    for plot in ("quality", "latency", "metatoken"):
+    for plot in ("quality", "models", "metatoken"):
         assert (results / f"{plot}.png").read_bytes().startswith(PNG)
         assert f"![{plot}]({plot}.png)" in text  # relative to RESULTS.md, here the same folder
 
@@ -162,4 +162,35 @@ def test_a_failed_backend_row_is_tabled_not_timed(results: Path) -> None:
     text = report(results)
     assert "Boom: no" in text
     assert "nll (tiny) at 512 tokens: onnx int8" in text  # the fastest of the backends that ran
-    assert (results / "latency.png").is_file()
+    assert (results / "models.png").is_file()
+
+
+LATENCY = [
+    {"method": m, "backend": b, "tokens": n, "batch": 1, "p50_ms": ms, "ms_per_1k_tokens": k,
+     "total_over_forward": f}
+    for m, b, n, ms, k, f in (
+        ("entropy", "onnx-fp32", 512, 1000.0, 1953.1, 1.25),
+        ("entropy", "onnx-fp32", 8192, 16000.0, 1953.1, 1.1),
+        ("entropy", "torch", 8192, 32000.0, 3906.2, 1.05),
+        ("random", "none", 2048, 4.0, 1.95, None),
+    )
+]  # fmt: skip
+
+
+def test_latency_paragraph_and_the_benchmarks_own_plot(results: Path) -> None:
+    scaling = [{"method": "random", "backend": "none", "from_tokens": 10_000,
+                "to_tokens": 100_000, "ratio": 1.04}]  # fmt: skip
+    anchor = [{"ragpress": "entropy, question-aware", "llmlingua": "longllmlingua",
+               "tokens": n, "speedup": s} for n, s in ((512, 1.5), (2048, 2.5))]  # fmt: skip
+    write(results, "latency", LATENCY, anchor=anchor, scaling=scaling)
+    (results / "latency_scaling.png").write_bytes(PNG)
+    text = report(results)
+    latency = paragraph(text, "Latency")
+    # The longest fp32 row, not torch's; 90.9% = 1 / 1.1 in the model.
+    expected = "entropy 1,953 ms per 1k tokens at 8,192 (onnx-fp32, 90.9% of it in the model)"
+    assert expected in latency
+    assert "random 2 ms per 1k tokens at 2,048 (none)" in latency
+    assert "1.5x-2.5x as fast as llmlingua longllmlingua" in latency
+    assert "1.04x the time per token at 100,000 tokens as at 10,000" in latency
+    section = text[text.index("## latency") :]
+    assert "![latency_scaling](latency_scaling.png)" in section
