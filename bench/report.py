@@ -614,7 +614,35 @@ def _cost_sentence(rows: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
+def reader_paragraph(results: Results) -> str:
+    """What the Qwen reader makes of each method's 4x context, against the original."""
+    runs = [_reader_rows(results[name]) for name in ("quality", "reader") if name in results]
+    rows = next((rows for rows in runs if rows), [])
+    if not rows:
+        return "**End to end** (Qwen2.5-0.5B reader): " + missing_note("quality")
+    original = next((r for r in rows if r["method"] == "original"), None)
+    others = sorted((r for r in rows if r is not original), key=lambda r: -r["F1_%"])
+    text = f"**End to end** (Qwen2.5-0.5B reader, {rows[0].get('items', '?')} items): "
+    if original:
+        text += (
+            f"from the original context it scores EM {pct(original['EM_%'])}, "
+            f"F1 {pct(original['F1_%'])} in {num(original['prefill_ms'], 0)} ms of prompt; "
+        )
+    text += "from the compressed ones " + ", ".join(
+        f"{r['method']} F1 {pct(r['F1_%'])} (prompt time -{pct(r['prompt_time_saved_%'])})"
+        for r in others
+    )
+    return text + "."
+
+
+def _reader_rows(result: Result) -> list[dict[str, Any]]:
+    if result["name"] == "reader":
+        return result["rows"]
+    return next((v for k, v in result.get("extra", {}).items() if k.startswith("reader")), [])
+
+
 PARAGRAPHS = (
+    reader_paragraph,
     latency_paragraph,
     metatoken_paragraph,
     entropy_paragraph,

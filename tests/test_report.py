@@ -194,3 +194,21 @@ def test_latency_paragraph_and_the_benchmarks_own_plot(results: Path) -> None:
     assert "1.04x the time per token at 100,000 tokens as at 10,000" in latency
     section = text[text.index("## latency") :]
     assert "![latency_scaling](latency_scaling.png)" in section
+
+
+def test_reader_paragraph_reads_the_quality_runs_reader_table(results: Path) -> None:
+    reader = [
+        {"method": "original", "items": 10, "EM_%": 30.0, "F1_%": 40.0, "prefill_ms": 4000.0,
+         "prompt_time_saved_%": 0.0},
+        {"method": "random", "items": 10, "EM_%": 0.0, "F1_%": 5.0, "prefill_ms": 900.0,
+         "prompt_time_saved_%": 77.5},
+        {"method": "entropy", "items": 10, "EM_%": 20.0, "F1_%": 30.0, "prefill_ms": 1000.0,
+         "prompt_time_saved_%": 75.0},
+    ]  # fmt: skip
+    assert "not measured yet" in paragraph(report(results), "End to end")
+    write(results, "quality", qa_rows(PROBE_BEST), **{"reader at 4x (Qwen2.5-0.5B)": reader})
+    text = paragraph(report(results), "End to end")
+    assert "(Qwen2.5-0.5B reader, 10 items)" in text
+    assert "EM 30%, F1 40% in 4,000 ms of prompt" in text
+    # Best F1 first.
+    assert text.endswith("entropy F1 30% (prompt time -75%), random F1 5% (prompt time -77.5%).")
