@@ -112,7 +112,7 @@ class EntropyCompressor(Compressor):
         segment: int = 200,
         protect: Sequence[str] = DEFAULT_PROTECT,
         force_tokens: Sequence[str] = (),
-        batch_size: int = 8,
+        batch_size: int | None = None,
         device: str = "auto",
         threads: int | None = None,
         target_tokenizer: Any = None,
@@ -132,8 +132,12 @@ class EntropyCompressor(Compressor):
             variant=variant,
             device=device,
             threads=threads,
-            batch_size=batch_size,
+            batch_size=batch_size or 8,
         )
+        if batch_size is None and self.scorer.device == "cpu":
+            # Documents differ in length: padding a batch to its longest row cost more than
+            # batching saved (5 dev passages: 0.6-0.7x the time of one padded batch of 8).
+            self.scorer.batch_size = 1
         self.unit, self.question_aware, self.relevance = unit, question_aware, relevance
         self.coarse, self.coarse_factor = coarse, coarse_factor
         self.window, self.overlap = window, overlap
