@@ -88,6 +88,22 @@ def test_question_keeps_the_answer_sentence(entropy):
     assert answer.score > plain_answer.score
 
 
+def test_coarse_step_reads_only_the_kept_documents_after_the_question():
+    coarse = ragpress.get_compressor("entropy", coarse=True)
+    documents = [NOISE[0], FUEL, NOISE[1], NOISE[2]]
+    question = "What is the first sign of fuel dilution?"
+    request = ragpress.CompressionRequest.create(documents, question, rate=0.25)
+    docs = coarse._tokenize([request], [0])
+    coarse._score(docs, [request])
+    dropped = {doc.index for doc in docs if doc.dropped}
+    assert dropped and 1 not in dropped
+    # the conditioned pass skipped the dropped documents: their scores are never used
+    assert all((doc.conditioned is None) == (doc.index in dropped) for doc in docs)
+    result = coarse.compress(documents, question, rate=0.25)
+    assert "rises between services" in result.text
+    assert not any(span.doc in dropped for span in result.kept_spans)
+
+
 def test_batch_matches_single_calls(entropy):
     items = [{"context": FUEL, "rate": 0.5}, {"context": NOISE, "query": "Where?", "rate": 0.5}]
     batch = entropy.compress_batch(items)

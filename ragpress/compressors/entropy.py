@@ -67,6 +67,7 @@ class _Doc:
     plain: np.ndarray = field(default_factory=lambda: np.zeros(0))
     conditioned: np.ndarray | None = None
     question_nll: float = 0.0
+    dropped: bool = False  # by the coarse step
 
     @cached_property
     def words(self) -> list[tuple[int, int]]:
@@ -186,31 +187,60 @@ class EntropyCompressor(Compressor):
         ]
 
     def _score(self, docs: list[_Doc], requests: Sequence[CompressionRequest]) -> None:
-        """Fill plain and conditioned NLLs of every document with one batched model call
-        (plus one call per segment in iterative mode)."""
+        """Fill plain and conditioned NLLs of every document with one batched model call (plus
+        one call per segment in iterative mode). With the coarse step, the conditioned pass
+        runs second, only over the documents the ranking keeps: the scores of the dropped ones
+        are never used."""
+        queries = [self._query(requests[doc.request]) for doc in docs]
+        plain = [
+            job
+            for doc, query in zip(docs, queries, strict=True)
+            for job in self._plain_jobs(doc, query)
+        ]
+
+        def conditioned() -> list[_Job]:
+            return [
+                job
+                for doc, query in zip(docs, queries, strict=True)
+                if query and not doc.dropped
+                for job in self._conditioned_jobs(doc, query)
+            ]
+
+        if self.coarse:
+            self._score_jobs(plain)
+            self._mark_dropped(docs, requests)
+            self._score_jobs(conditioned())
+        else:
+            self._score_jobs(plain + conditioned())
+        if self.iterative:
+            self._score_after_kept(docs, [self._keep_share(request) for request in requests])
+
+    def _query(self, request: CompressionRequest) -> str | None:
+        return request.query if self.question_aware and request.query else None
+
+    def _plain_jobs(self, doc: _Doc, query: str | None) -> list[_Job]:
+        """Windows of the document alone; the first one followed by the ranking question."""
         encode = self.scorer.tokenizer.encode
-        jobs: list[_Job] = []
-        for doc in docs:
-            query = requests[doc.request].query if self.question_aware else None
-            doc.plain = np.zeros(len(doc.ids))
-            question = encode(RANK_INSTRUCTION + query, add_special_tokens=False) if query else []
-            plain = self._windows(doc, self._newline, conditioned=False, suffix=question)
-            # Iterative mode scores the text itself below; only the ranking job is needed here.
-            jobs += (
-                [job for job in plain if job.question_at is not None] if self.iterative else plain
-            )
-            if query:
-                doc.conditioned = np.zeros(len(doc.ids))
-                prefix = encode(QUESTION_PREFIX.format(query=query), add_special_tokens=False)
-                jobs += self._windows(doc, prefix, conditioned=True)
-        outputs = self.scorer.nll([job.sequence for job in jobs])
+        doc.plain = np.zeros(len(doc.ids))
+        question = encode(RANK_INSTRUCTION + query, add_special_tokens=False) if query else []
+        jobs = self._windows(doc, self._newline, conditioned=False, suffix=question)
+        # Iterative mode scores the text itself later; only the ranking job is needed here.
+        return [job for job in jobs if job.question_at is not None] if self.iterative else jobs
+
+    def _conditioned_jobs(self, doc: _Doc, query: str) -> list[_Job]:
+        doc.conditioned = np.zeros(len(doc.ids))
+        prefix = self.scorer.tokenizer.encode(
+            QUESTION_PREFIX.format(query=query), add_special_tokens=False
+        )
+        return self._windows(doc, prefix, conditioned=True)
+
+    def _score_jobs(self, jobs: list[_Job]) -> None:
+        outputs = self.scorer.nll([job.sequence for job in jobs]) if jobs else []
         for job, nll in zip(jobs, outputs, strict=True):
             target = job.doc.conditioned if job.conditioned else job.doc.plain
             target[job.begin : job.end] = nll[job.skip : job.skip + job.end - job.begin]
             if job.question_at is not None:
                 job.doc.question_nll = float(nll[job.question_at :].mean())
-        if self.iterative:
-            self._score_after_kept(docs, [self._keep_share(request) for request in requests])
 
     def _keep_share(self, request: CompressionRequest) -> float:
         original = max(1, self.tokenizer.count(request.context))
@@ -271,14 +301,18 @@ class EntropyCompressor(Compressor):
         original = self.tokenizer.count(request.context)
         budget = request.token_budget(original, self.default_rate)
         units = Units.concat([self._units(doc) for doc in docs])
-        if request.query and self.question_aware and len(docs) > 1:
+        if self._ranks(request, docs):
             units.score += (
                 self.relevance
                 * _z(self._document_rank(docs))[np.searchsorted([d.index for d in docs], units.doc)]
             )
-            if self.coarse:
-                self._drop_documents(request, docs, units, budget)
+            dropped = np.isin(units.doc, [doc.index for doc in docs if doc.dropped])
+            units.score[dropped] = -np.inf
+            units.forced[dropped] = False
         return self.keep_best(request, units, original=original, budget=budget)
+
+    def _ranks(self, request: CompressionRequest, docs: list[_Doc]) -> bool:
+        return self._query(request) is not None and len(docs) > 1
 
     def _units(self, doc: _Doc) -> Units:
         words, token_word = doc.words, doc.token_word
@@ -311,21 +345,21 @@ class EntropyCompressor(Compressor):
         """Higher is more relevant: minus the question's NLL after each document."""
         return -np.array([doc.question_nll for doc in docs])
 
-    def _drop_documents(
-        self, request: CompressionRequest, docs: list[_Doc], units: Units, budget: int | None
-    ) -> None:
-        """Coarse step: keep the best-ranked documents up to ``coarse_factor`` x budget."""
-        if budget is None:
-            return
-        order = np.argsort(-self._document_rank(docs), kind="stable")
-        allowance, kept = self.coarse_factor * budget, 0
-        for position in order.tolist():
-            doc = docs[position]
-            if kept >= allowance:
-                in_doc = units.doc == doc.index
-                units.score[in_doc] = -np.inf
-                units.forced[in_doc] = False
-            kept += self.tokenizer.count(doc.text)
+    def _mark_dropped(self, docs: list[_Doc], requests: Sequence[CompressionRequest]) -> None:
+        """Coarse step: per request, keep the best-ranked documents up to ``coarse_factor`` x
+        budget; mark the others dropped."""
+        for i, request in enumerate(requests):
+            mine = [doc for doc in docs if doc.request == i]
+            if not self._ranks(request, mine):
+                continue
+            original = self.tokenizer.count(request.context)
+            budget = request.token_budget(original, self.default_rate)
+            if budget is None:
+                continue
+            allowance, kept = self.coarse_factor * budget, 0
+            for position in np.argsort(-self._document_rank(mine), kind="stable").tolist():
+                mine[position].dropped = kept >= allowance
+                kept += self.tokenizer.count(mine[position].text)
 
 
 def _pruned_segment(doc: _Doc, begin: int, end: int, share: float) -> list[int]:
