@@ -56,6 +56,12 @@ def test_budget_is_met_in_the_target_tokenizer(entropy, rate):
     assert_extractive(documents, result)
 
 
+def test_int8_by_default_on_cpu_fp32_on_request(entropy):
+    if entropy.scorer.device == "cpu":
+        assert entropy.settings["variant"] == "int8"
+    assert ragpress.get_compressor("entropy", variant="fp32").settings["variant"] == "fp32"
+
+
 def test_target_tokens_and_a_custom_target_tokenizer(entropy):
     words = ragpress.get_compressor("entropy", target_tokenizer=str.split)
     result = words.compress(FUEL, target_tokens=20)

@@ -101,7 +101,7 @@ class EntropyCompressor(Compressor):
         *,
         model: str = "smollm2-135m",
         backend: Literal["onnx", "torch"] = "onnx",
-        variant: str = "fp32",
+        variant: str | None = None,
         unit: Unit = "word",
         question_aware: bool = True,
         relevance: float = 1.0,
@@ -130,7 +130,7 @@ class EntropyCompressor(Compressor):
         self.scorer = TokenScorer(
             model,
             backend=backend,
-            variant=variant,
+            variant=variant or _default_variant(backend, device),
             device=device,
             threads=threads,
             batch_size=batch_size or 8,
@@ -360,6 +360,15 @@ class EntropyCompressor(Compressor):
             for position in np.argsort(-self._document_rank(mine), kind="stable").tolist():
                 mine[position].dropped = kept >= allowance
                 kept += self.tokenizer.count(mine[position].text)
+
+
+def _default_variant(backend: str, device: str) -> str:
+    """int8 on CPU: faster than fp32 (1.4x at 512 tokens) and as good at keeping answers (40 dev
+    items at 4x, one document per forward: 52.5% question-aware, 60% with coarse, 15% without a
+    question, as fp32)."""
+    from ragpress.onnx.runtime import asks_for_cuda
+
+    return "fp32" if backend != "onnx" or asks_for_cuda(device) else "int8"  # type: ignore[arg-type]
 
 
 def _pruned_segment(doc: _Doc, begin: int, end: int, share: float) -> list[int]:

@@ -79,9 +79,7 @@ def _new_session(graph: Path, device: Device, threads: int | None, device_id: in
     if threads:
         options.intra_op_num_threads = threads
     options.log_severity_level = 3
-    wants_cuda = device == "cuda" or (
-        device == "auto" and "CUDAExecutionProvider" in ort.get_available_providers()
-    )
+    wants_cuda = asks_for_cuda(device)
     providers: list[Any] = ["CPUExecutionProvider"]
     if wants_cuda:
         providers.insert(0, ("CUDAExecutionProvider", {"device_id": device_id}))
@@ -101,6 +99,13 @@ def _new_session(graph: Path, device: Device, threads: int | None, device_id: in
             stacklevel=3,
         )
     return session
+
+
+def asks_for_cuda(device: Device) -> bool:
+    """Whether a session made for ``device`` tries CUDA first (it may still fall back)."""
+    return device == "cuda" or (
+        device == "auto" and "CUDAExecutionProvider" in onnxruntime().get_available_providers()
+    )
 
 
 def verify_files(folder: Path) -> dict:
