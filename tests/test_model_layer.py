@@ -40,6 +40,25 @@ def test_smollm2_exports_with_parity():
     assert GRAPH in manifest["sha256"]
 
 
+def test_nll_graph_head_matches_the_models_own_logits():
+    """The NLL wrapper applies the vocabulary projection itself (to all but the last position):
+    its NLLs must equal the cross-entropy of the model's own logits."""
+    import torch
+
+    from ragpress.onnx.export import _nll_wrapper
+    from ragpress.onnx.sources import load_tokenizer, load_torch_model
+
+    spec = get_spec("smollm2-135m")
+    model = load_torch_model(spec).eval()
+    ids = torch.tensor([load_tokenizer(spec).encode(SAMPLE)[:64]])
+    with torch.inference_mode():
+        nll = _nll_wrapper(model)(ids, torch.ones_like(ids))[0]
+        logits = model(input_ids=ids).logits[0, :-1]
+        expected = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="none")
+    assert nll[0] == 0
+    torch.testing.assert_close(nll[1:], expected, atol=1e-4, rtol=1e-4)
+
+
 def test_int8_keeps_the_nll_ranking():
     manifest = json.loads((prepare("smollm2-135m", variant="int8") / MANIFEST).read_text())
     assert manifest["parity"]["spearman"] >= 0.98
