@@ -34,16 +34,19 @@ def entropy():
 
 
 def assert_extractive(documents: list[str], result: CompressionResult) -> None:
-    """Every output document is its kept spans, in order, joined by whitespace only."""
+    """Every output document is its kept spans, in order, joined by whitespace only, and every
+    span starts and ends at a word boundary (no cut or fused word)."""
     compressed = result.documents if result.documents is not None else [result.text]
     for index, (source, output) in enumerate(zip(documents, compressed, strict=True)):
         spans = [s for s in result.kept_spans if s.doc == index]
         assert all(a.end <= b.start for a, b in itertools.pairwise(spans)), "spans out of order"
         kept = "".join(source[s.start : s.end] for s in spans)
         assert re.sub(r"\s+", "", output) == re.sub(r"\s+", "", kept)
-        # no fused words: every output word occurs as a word or word piece of the source
         for word in output.split():
             assert word in source, word
+        for span in spans:
+            assert not (span.start > 0 and source[span.start - 1 : span.start + 1].isalnum())
+            assert not (span.end < len(source) and source[span.end - 1 : span.end + 1].isalnum())
 
 
 @pytest.mark.parametrize("rate", [0.25, 0.5])

@@ -3,8 +3,6 @@ XLM-R / BERT checkpoints built from configs (architecture support only)."""
 
 from __future__ import annotations
 
-import itertools
-import re
 from importlib import resources
 from pathlib import Path
 
@@ -18,24 +16,10 @@ from ragpress.compressors.token_classifier import (
 )
 from ragpress.onnx.catalogue import get_spec
 from ragpress.text import sentence_spans
-from ragpress.types import CompressionResult
-from tests.test_entropy import FUEL, NOISE
+from tests.test_entropy import FUEL, NOISE, assert_extractive
 
 SAMPLE = resources.files("ragpress.data").joinpath("sample.txt").read_text("utf-8")
 FUNCTION_WORDS = {"the", "of", "a", "an", "and", "in", "on", "to", "is", "that", "it", "for"}
-
-
-def assert_extractive(documents: list[str], result: CompressionResult) -> None:
-    """Output = kept spans in order; spans start and end at word boundaries (no cut word)."""
-    outputs = result.documents if result.documents is not None else [result.text]
-    for index, (source, output) in enumerate(zip(documents, outputs, strict=True)):
-        spans = [s for s in result.kept_spans if s.doc == index]
-        assert all(a.end <= b.start for a, b in itertools.pairwise(spans)), "out of order"
-        kept = "".join(source[s.start : s.end] for s in spans)
-        assert re.sub(r"\s+", "", output) == re.sub(r"\s+", "", kept)
-        for span in spans:
-            assert not (span.start > 0 and source[span.start - 1 : span.start + 1].isalnum())
-            assert not (span.end < len(source) and source[span.end - 1 : span.end + 1].isalnum())
 
 
 # -- the shipped classifier ------------------------------------------------------------------
