@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 import ragpress
-from bench.harness import markdown_table, write_results
+from bench.harness import markdown_table, warm_up, write_results
 from bench.quality import reuse_forwards
 from ragpress.training.logistic import roc_auc
 from ragpress.training.qa import QAItem, answer_in, answer_survives, load_items
@@ -108,7 +108,7 @@ def main() -> None:
     compressors = {}
     for method in args.methods:
         compressors[method] = ragpress.get_compressor(method, **METHODS.get(method, {}))
-        compressors[method].compress(["A warm-up passage. Another one."], "Warm up?", rate=0.5)
+        warm_up(compressors[method])
         reuse_forwards(compressors[method])
     rows, latency = survival(compressors, items)
     auc = (

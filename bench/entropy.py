@@ -21,7 +21,7 @@ from typing import Any
 
 import ragpress
 from bench import anchor
-from bench.harness import markdown_table, write_results
+from bench.harness import markdown_table, warm_up, write_results
 from bench.qa import QAItem, answer_survives, load_items
 
 Run = Callable[[QAItem, float], str]
@@ -45,7 +45,7 @@ def ragpress_runs() -> dict[str, tuple[Any, bool]]:
 def run_ragpress(items: list[QAItem], rate: float) -> dict[str, dict[str, Any]]:
     outcomes = {}
     for name, (compressor, with_question) in ragpress_runs().items():
-        compressor.compress(["A warm-up passage. Another one."], "Warm up?", rate=rate)
+        warm_up(compressor, rate)
         texts, seconds = [], []
         for item in items:
             started = time.perf_counter()

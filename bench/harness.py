@@ -70,6 +70,16 @@ def measure_interleaved(
     }
 
 
+#: A tiny request that loads a compressor's models before anything is timed.
+WARM_UP_DOCUMENTS = ["A warm-up passage. Another one here."]
+WARM_UP_QUESTION = "Warm up?"
+
+
+def warm_up(compressor: Any, rate: float = 0.5) -> None:
+    """One untimed call, so sessions and lazy exports are ready before the first timing."""
+    compressor.compress(WARM_UP_DOCUMENTS, WARM_UP_QUESTION, rate=rate)
+
+
 def _percentile(values: Sequence[float], q: float) -> float:
     """Linear-interpolated percentile ``q`` (0-100) of ``values``."""
     ordered = sorted(values)

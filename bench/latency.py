@@ -66,10 +66,13 @@ from bench import anchor
 from bench.data import wikipedia_summaries
 from bench.harness import (
     RESULTS_DIR,
+    WARM_UP_DOCUMENTS,
+    WARM_UP_QUESTION,
     PeakRSS,
     markdown_table,
     measure,
     tokens_per_second,
+    warm_up,
     write_results,
 )
 from bench.qa import load_items
@@ -339,7 +342,7 @@ def build(method: str, backend: str) -> tuple[Any, ForwardTimer, bool]:
     options = BACKENDS[backend] if backend in BACKENDS and method not in FIXED_BACKEND else {}
     compressor = ragpress.get_compressor(method, **options)
     with_query = any(stage not in QUERY_FREE for stage in method.split("+"))
-    compressor.compress(["A warm-up passage. Another one here."], "Warm up?", rate=0.5)
+    warm_up(compressor)
     return compressor, ForwardTimer(compressor), with_query
 
 
@@ -558,7 +561,7 @@ def _our_ms(
     missing = [context for context in inputs if context.length not in measured]
     if missing:
         compressor = ragpress.get_compressor(method)
-        compressor.compress(["A warm-up passage. Another one here."], "Warm up?", rate=0.5)
+        warm_up(compressor)
         for context in missing:
             query = context.question if with_query else None
             call = lambda c=context, q=query: compressor.compress(c.documents, q, rate=RATE)  # noqa: E731
@@ -570,7 +573,7 @@ def anchor_seconds(mode: str, inputs: list[Context]) -> list[float | None]:
     """llmlingua's compress_prompt wall time per context (None where it failed). A short
     context goes first, so the runner's warm-up is that one, not a long call."""
     folder = {"model": str(anchor.llmlingua2_folder())} if mode == "llmlingua2" else {}
-    warm = Context(["A warm-up passage. Another one here."], "Warm up?", 8, 8)
+    warm = Context(WARM_UP_DOCUMENTS, WARM_UP_QUESTION, 8, 8)
     lines = [
         {"id": i, "context": c.documents, "question": c.question, "rate": RATE, "mode": mode}
         | folder

@@ -30,7 +30,7 @@ from typing import Any
 
 import ragpress
 from bench import anchor
-from bench.harness import markdown_table, write_results
+from bench.harness import markdown_table, warm_up, write_results
 from bench.qa import QAItem, answer_survives, load_items
 
 TARGETS = {"4x": 0.25, "2x": 0.5, "8x": 0.125}  # 4x first: it pays for the model forwards
@@ -116,7 +116,7 @@ def run_ours(methods: list[Method], items: list[QAItem]) -> Outcomes:
     outcomes: Outcomes = {}
     for method in methods:
         compressor = ragpress.get_compressor(method.name, **method.options)
-        compressor.compress(["A warm-up passage. Another one."], "Warm up?", rate=0.5)
+        warm_up(compressor)
         reuse_forwards(compressor)
         outcomes[method.label] = {}
         for target, rate in TARGETS.items():
