@@ -104,7 +104,7 @@ BACKENDS: dict[str, dict[str, Any]] = {
     "cuda-fp16": {"backend": "onnx", "variant": "fp16", "device": "cuda"},
 }
 FIXED_BACKEND = {"embedding-similarity": "torch"}  # a model, but no backend choice
-DEFAULT_BACKEND = "onnx-fp32"  # what get_compressor builds without options
+DEFAULT_BACKEND = "onnx-fp32"  # the grid's reference backend
 FASTEST = "onnx-int8"  # the quick profile's backend for 10k/100k
 LONGEST_WHOLE = 32768  # longer grid lengths (100k, and 10k beside it) measure scaling
 #: Methods that cannot take 100k: the others read windows or chunks, or have no model.
@@ -521,11 +521,8 @@ ANCHORS = {
 }
 
 
-def anchor_rows(
-    lengths: Sequence[int], methods: Sequence[str], grid: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Our default compressors (ONNX fp32) and llmlingua on the same contexts, batch 1; our
-    time is the grid's p50 where the grid measured that cell, else one call measured here."""
+def anchor_rows(lengths: Sequence[int], methods: Sequence[str]) -> list[dict[str, Any]]:
+    """Our default compressors and llmlingua on the same contexts, batch 1."""
     lengths = [tokens for tokens in lengths if tokens <= MAX_ANCHOR_TOKENS]
     runs = {label: spec for label, spec in ANCHORS.items() if spec[0] in methods}
     rows = []
@@ -533,7 +530,7 @@ def anchor_rows(
         inputs = [contexts(tokens, 1)[0] for tokens in lengths]
         print(f"[anchor] {label} vs llmlingua {mode}: {lengths}", file=sys.stderr)
         theirs = anchor_seconds(mode, inputs)
-        ours = _our_ms(method, with_query, inputs, grid)
+        ours = _our_ms(method, with_query, inputs)
         for tokens, mine, their in zip(lengths, ours, theirs, strict=True):
             rows.append(
                 {
@@ -549,24 +546,18 @@ def anchor_rows(
     return rows
 
 
-def _our_ms(
-    method: str, with_query: bool, inputs: list[Context], grid: list[dict[str, Any]]
-) -> list[float]:
-    measured = {
-        row["tokens"]: row["p50_ms"]
-        for row in grid
-        if (row["method"], row["backend"], row["batch"]) == (method, DEFAULT_BACKEND, 1)
-        and row["query"] == with_query
-    }
-    missing = [context for context in inputs if context.length not in measured]
-    if missing:
-        compressor = ragpress.get_compressor(method)
-        warm_up(compressor)
-        for context in missing:
-            query = context.question if with_query else None
-            call = lambda c=context, q=query: compressor.compress(c.documents, q, rate=RATE)  # noqa: E731
-            measured[context.length] = measure(call, warmup=0, repeats=1).p50_ms
-    return [measured[context.length] for context in inputs]
+def _our_ms(method: str, with_query: bool, inputs: list[Context]) -> list[float]:
+    """One call per context of ``get_compressor(method)`` with no options: what a user gets
+    (for entropy on CPU the int8 graph and, with a question, the coarse step), which is not
+    a grid cell."""
+    compressor = ragpress.get_compressor(method)
+    warm_up(compressor)
+    measured = []
+    for context in inputs:
+        query = context.question if with_query else None
+        call = lambda c=context, q=query: compressor.compress(c.documents, q, rate=RATE)  # noqa: E731
+        measured.append(measure(call, warmup=0, repeats=1).p50_ms)
+    return measured
 
 
 def anchor_seconds(mode: str, inputs: list[Context]) -> list[float | None]:
@@ -690,7 +681,8 @@ def anchor_section(args: argparse.Namespace, rows: list[dict[str, Any]]) -> dict
     beyond = [_k(tokens) for tokens in args.lengths if tokens > MAX_ANCHOR_TOKENS]
     note = (
         f"llmlingua 0.2.2 (torch, {ANCHOR_THREADS} threads) against our default compressors "
-        "(ONNX fp32; token-classifier with its global threshold) on the same contexts"
+        "as get_compressor builds them (entropy: int8 on CPU, coarse with a question; "
+        "token-classifier: fp32, its global threshold) on the same contexts"
         + (f"; not run at {', '.join(beyond)} (minutes per call)." if beyond else ".")
     )
     if args.no_anchor:
@@ -698,7 +690,7 @@ def anchor_section(args: argparse.Namespace, rows: list[dict[str, Any]]) -> dict
     if not anchor.available():  # it prints how to build the venv
         return {"anchor_note": "llmlingua rows skipped: venv missing (bench/anchors/README.md)."}
     try:
-        return {"anchor": anchor_rows(args.lengths, args.methods, rows), "anchor_note": note}
+        return {"anchor": anchor_rows(args.lengths, args.methods), "anchor_note": note}
     except Exception as error:  # keep the grid's results when the anchor breaks
         print(f"llmlingua rows failed: {_short(error)}", file=sys.stderr)
         return {"anchor_note": f"llmlingua rows failed: {_short(error)}"}

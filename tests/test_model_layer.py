@@ -67,6 +67,32 @@ def test_int8_keeps_the_nll_ranking():
     assert int8 < fp32 * 0.75
 
 
+def test_int8_quantizes_the_tied_vocabulary_projection():
+    """The head is exported as Transpose(embedding); int8 quantizes an untied constant copy,
+    while the embedding lookup keeps its fp32 table."""
+    import onnx
+
+    graph = onnx.load(
+        str(prepare("smollm2-135m", variant="int8") / GRAPH), load_external_data=False
+    ).graph
+    tables = {init.name: init for init in graph.initializer if 49152 in init.dims}
+    int8_heads = [
+        init
+        for init in tables.values()
+        if init.data_type == onnx.TensorProto.INT8 and len(init.dims) == 2
+    ]
+    assert [list(init.dims) for init in int8_heads] == [[576, 49152]]
+    assert not [
+        node for node in graph.node if node.op_type == "Transpose" and node.input[0] in tables
+    ]
+    consumers = [node.op_type for node in graph.node if int8_heads[0].name in node.input]
+    assert consumers == ["MatMulInteger"]
+    lookups = [node.input[0] for node in graph.node if node.op_type == "Gather"]
+    assert any(
+        tables[name].data_type == onnx.TensorProto.FLOAT for name in lookups if name in tables
+    )
+
+
 def test_graphs_of_an_older_export_format_are_exported_again():
     folder = prepare("minilm-l6")
     path = folder / MANIFEST

@@ -10,7 +10,7 @@ the exporter's MatMul + Softmax decomposition; the parity reference stays the un
 model with its SDPA attention.
 
 Variants: ``fp32``; ``int8`` (dynamic quantization of the MatMul weights, per channel, with the
-vocabulary projection left in fp32: quantizing it wrecks NLL ranking); ``fp16`` for CUDA.
+MLP down-projections left in fp32: quantizing them wrecks NLL ranking); ``fp16`` for CUDA.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ GRAPH = "model.onnx"
 OPSET = 18
 #: Bumped whenever exported graphs change meaning or shape: cached graphs of an older format are
 #: exported again (2: fused GroupQueryAttention, NLL as log-sum-exp minus the target logit;
-#: 3: the NLL graph cuts the last position before the vocabulary projection, not after).
-EXPORT_FORMAT = 3
+#: 3: the NLL graph cuts the last position before the vocabulary projection, not after;
+#: 4: int8 quantizes the tied vocabulary projection too).
+EXPORT_FORMAT = 4
 #: Causal LMs whose logits are the output embedding of the decoder's last hidden state, with no
 #: scaling or soft-capping after it (the NLL graph applies the head itself).
 PLAIN_HEAD = frozenset({"llama", "qwen2", "mistral", "qwen3", "phi3"})
@@ -188,12 +189,15 @@ def _quantize_int8(source: Path, target: Path) -> None:
 
     The down-projections read the wide MLP activations, where outliers live; quantizing their
     inputs per tensor is what wrecks NLL ranks (SmolLM2-135M on the bundled sample: Spearman
-    with fp32 0.93 with them quantized, 0.99 without). The vocabulary projection, whose weight is
-    a transposed tied embedding rather than a constant, is never quantized either.
+    with fp32 0.93 with them quantized, 0.99 without). The tied vocabulary projection is
+    quantized from an untied copy of its weight (see ``_untie_transposed_weights``).
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    untied = target.with_name("untied-" + target.name)
+    _untie_transposed_weights(source, untied)
+    source = untied
     graph = onnx.load(str(source), load_external_data=False).graph
     shapes = {init.name: tuple(init.dims) for init in graph.initializer}
     weights = {
@@ -213,6 +217,37 @@ def _quantize_int8(source: Path, target: Path) -> None:
         op_types_to_quantize=["MatMul"],
         nodes_to_exclude=keep_fp32,
     )
+    for leftover in (untied, untied.with_name(untied.name + ".data")):
+        leftover.unlink(missing_ok=True)
+
+
+def _untie_transposed_weights(source: Path, target: Path) -> None:
+    """Replace ``MatMul(x, Transpose(W))`` by ``MatMul(x, W_t)`` with ``W_t`` a constant.
+
+    A tied vocabulary projection is exported as the transpose of the embedding table, which
+    ``quantize_dynamic`` skips (it quantizes constant weights only), leaving 18% of an int8
+    SmolLM2 forward in fp32. Quantizing an untied copy makes a 250-token forward 16% faster,
+    with Spearman 0.989 against fp32 NLLs on dev passages (0.991 with the head in fp32). The
+    embedding lookup keeps its fp32 table.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    for node in list(graph.node):
+        if node.op_type != "Transpose" or node.input[0] not in initializers:
+            continue
+        weight = numpy_helper.to_array(initializers[node.input[0]])
+        if weight.ndim != 2:
+            continue
+        constant = f"{node.input[0]}.transposed"
+        graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(weight.T), constant))
+        graph.node.remove(node)
+        for other in graph.node:
+            other.input[:] = [constant if name == node.output[0] else name for name in other.input]
+    onnx.save(model, str(target), save_as_external_data=True, location=target.name + ".data")
 
 
 def _convert_fp16(source: Path, target: Path) -> None:
