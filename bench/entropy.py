@@ -28,16 +28,19 @@ Run = Callable[[QAItem, float], str]
 
 
 def ragpress_runs() -> dict[str, tuple[Any, bool]]:
-    """Name -> (compressor, gives the question)."""
+    """Name -> (compressor, gives the question). Defaults: int8 on CPU, coarse step on."""
     entropy = ragpress.get_compressor("entropy")
-    coarse = ragpress.get_compressor("entropy", coarse=True)
-    int8 = ragpress.get_compressor("entropy", variant="int8")
     return {
         "ragpress entropy (LLMLingua-1 style, no question)": (entropy, False),
-        "ragpress entropy int8 (no question)": (int8, False),
         "ragpress entropy question-aware": (entropy, True),
-        "ragpress entropy int8 question-aware": (int8, True),
-        "ragpress entropy question-aware + coarse": (coarse, True),
+        "ragpress entropy question-aware, no coarse": (
+            ragpress.get_compressor("entropy", coarse=False),
+            True,
+        ),
+        "ragpress entropy question-aware, fp32": (
+            ragpress.get_compressor("entropy", variant="fp32"),
+            True,
+        ),
         "random word drop": (ragpress.get_compressor("random"), False),
     }
 

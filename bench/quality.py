@@ -61,8 +61,8 @@ class Method:
 
 
 METHODS = (
-    Method("entropy", "entropy"),  # question-aware: LongLLMLingua's setting
-    Method("entropy (coarse)", "entropy", {"coarse": True}),
+    Method("entropy", "entropy"),  # question-aware, coarse step: LongLLMLingua's setting
+    Method("entropy (no coarse)", "entropy", {"coarse": False}),
     Method("entropy (no question)", "entropy", with_question=False),  # LLMLingua-1's setting
     Method("token-classifier", "token-classifier", with_question=False),
     Method("attention-probe", "attention-probe"),

@@ -84,10 +84,12 @@ def test_protected_spans_survive_a_harsh_budget():
     assert_extractive([text], result)
 
 
-def test_question_keeps_the_answer_sentence(entropy):
+@pytest.mark.parametrize("coarse", [True, False], ids=["coarse (default)", "no coarse"])
+def test_question_keeps_the_answer_sentence(entropy, coarse):
     documents = [NOISE[0], FUEL, NOISE[1], NOISE[2]]
     question = "What is the first sign of fuel dilution?"
-    result = entropy.compress(documents, question, rate=0.25)
+    compressor = entropy if coarse else ragpress.get_compressor("entropy", coarse=False)
+    result = compressor.compress(documents, question, rate=0.25)
     assert "rises between services" in result.text
     assert_extractive(documents, result)
     # the question moves the choice: without it the answer words are not favoured as much
@@ -97,8 +99,9 @@ def test_question_keeps_the_answer_sentence(entropy):
     assert answer.score > plain_answer.score
 
 
-def test_coarse_step_reads_only_the_kept_documents_after_the_question():
-    coarse = ragpress.get_compressor("entropy", coarse=True)
+def test_coarse_step_reads_only_the_kept_documents_after_the_question(entropy):
+    coarse = entropy  # the coarse step is on by default
+    assert coarse.settings["coarse"]
     documents = [NOISE[0], FUEL, NOISE[1], NOISE[2]]
     question = "What is the first sign of fuel dilution?"
     request = ragpress.CompressionRequest.create(documents, question, rate=0.25)
@@ -138,6 +141,8 @@ def test_units_and_empty_input(entropy):
     assert entropy.compress("   ").text == "   "
     with pytest.raises(ValueError, match="unit"):
         ragpress.get_compressor("entropy", unit="letters")
+    with pytest.raises(ValueError, match="coarse_factor"):
+        ragpress.get_compressor("entropy", coarse_factor=0.5)
     with pytest.raises(ValueError, match="protect"):
         ragpress.get_compressor("entropy", protect=("everything",))
 
