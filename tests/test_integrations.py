@@ -94,8 +94,12 @@ def minilm() -> MiniLM:
 
 @pytest.fixture(scope="module")
 def entropy() -> Compressor:
-    """One SmolLM2 scorer for the whole module; every adapter wraps this instance."""
-    return ragpress.get_compressor("entropy")
+    """One SmolLM2 scorer for the whole module; every adapter wraps this instance.
+
+    Without the coarse step, so every retrieved document comes back shortened, not dropped or
+    kept whole: the tests follow each one through the adapter (dropping is tested with
+    ``keep_empty``)."""
+    return ragpress.get_compressor("entropy", coarse=False)
 
 
 def assert_extractive(source: str, output: str, spans: list[list[int]]) -> None:
@@ -191,6 +195,30 @@ def test_langchain_retriever_compresses_what_it_retrieves(
         assert document.metadata["source"] == f"{document.id}.txt"
         assert_compressed(entropy, originals[document.id], document.page_content, document.metadata)
     assert "first sign" in by_id(compressed)["sb-2291"].page_content
+
+
+@pytest.mark.real_model
+def test_langchain_retriever_with_the_default_coarse_step_keeps_the_relevant_bulletin(
+    lc_retriever,
+):
+    """The default entropy compressor drops whole low-ranked documents first."""
+    from langchain_classic.retrievers import ContextualCompressionRetriever
+
+    from ragpress.integrations.langchain import RagpressCompressor
+
+    retriever = ContextualCompressionRetriever(
+        base_compressor=RagpressCompressor(ragpress.get_compressor("entropy"), rate=0.5),
+        base_retriever=lc_retriever,
+    )
+    retrieved = lc_retriever.invoke(QUESTION)
+    compressed = retriever.invoke(QUESTION)
+    kept_ids = [d.id for d in compressed]
+    assert "sb-2291" in kept_ids and len(kept_ids) < len(retrieved)
+    assert "first sign" in by_id(compressed)["sb-2291"].page_content
+    for document in compressed:  # kept whole or pruned, always extractive
+        source = SOURCES[document.id][1]
+        spans = document.metadata[METADATA_KEY]["kept_spans"]
+        assert_extractive(source, document.page_content, spans)
 
 
 @pytest.mark.real_model
