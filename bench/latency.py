@@ -649,7 +649,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print_plan(cells, quick, args.repeats)
         return
     rows, skipped = run_grid(cells, quick, args.repeats)
-    extra = anchor_section(args, rows)
+    extra = anchor_section(args)
     extra["scaling"] = scaling(rows)
     extra["skipped"] = skipped_table(skipped)
     extra["settings"] = [
@@ -676,7 +676,7 @@ def print_plan(cells: list[Cell], quick: bool, override: int | None) -> None:
     print(markdown_table(skipped_table([c for c in cells if c.skip is not None])))
 
 
-def anchor_section(args: argparse.Namespace, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def anchor_section(args: argparse.Namespace) -> dict[str, Any]:
     """``{"anchor": rows, "anchor_note": ...}``: the llmlingua rows, or why there are none."""
     beyond = [_k(tokens) for tokens in args.lengths if tokens > MAX_ANCHOR_TOKENS]
     note = (

@@ -197,8 +197,7 @@ def _quantize_int8(source: Path, target: Path) -> None:
 
     untied = target.with_name("untied-" + target.name)
     _untie_transposed_weights(source, untied)
-    source = untied
-    graph = onnx.load(str(source), load_external_data=False).graph
+    graph = onnx.load(str(untied), load_external_data=False).graph
     shapes = {init.name: tuple(init.dims) for init in graph.initializer}
     weights = {
         node.name: shapes[name]
@@ -210,7 +209,7 @@ def _quantize_int8(source: Path, target: Path) -> None:
     widest_input = max((rows for rows, _ in weights.values()), default=0)
     keep_fp32 = [name for name, (rows, _) in weights.items() if rows == widest_input]
     quantize_dynamic(
-        str(source),
+        str(untied),
         str(target),
         weight_type=QuantType.QInt8,
         per_channel=True,
@@ -240,7 +239,8 @@ def _untie_transposed_weights(source: Path, target: Path) -> None:
         if node.op_type != "Transpose" or node.input[0] not in initializers:
             continue
         weight = numpy_helper.to_array(initializers[node.input[0]])
-        if weight.ndim != 2:
+        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), [1, 0])
+        if weight.ndim != 2 or perm != [1, 0]:
             continue
         constant = f"{node.input[0]}.transposed"
         graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(weight.T), constant))
