@@ -1,4 +1,4 @@
-"""llmlingua 0.2.2 as a subprocess: one call per batch of items, in its own venv.
+"""llmlingua 0.2.2 as a subprocess in its own venv, one JSON line per item.
 
 The venv and the converted SmolLM2 folder come from ``bash bench/anchors/setup_llmlingua.sh``;
 ``bench/anchors/llmlingua_runner.py`` documents the JSON lines spoken over stdin/stdout.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -61,27 +62,72 @@ def payload(item: QAItem, mode: str, rate: float, **fields: Any) -> dict[str, An
     }
 
 
+class Session:
+    """The runner kept alive: one call per line, so timings of ours and llmlingua's can be
+    interleaved item by item (the machine drifts by +-20% over minutes; a ratio of two runs
+    made one after the other inherits that drift, an interleaved one does not)."""
+
+    def __init__(self, *, threads: int = 2, repeat: int = 1) -> None:
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in close())
+        self._process = subprocess.Popen(
+            [
+                str(ANCHOR_PY),
+                str(ANCHOR_RUNNER),
+                "--threads",
+                str(threads),
+                "--repeat",
+                str(repeat),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+        )
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def ask(self, line: dict[str, Any]) -> dict:
+        """The runner's output for one input line; raises, with its stderr, when it died."""
+        assert self._process.stdin and self._process.stdout
+        self._process.stdin.write(json.dumps(line) + "\n")
+        self._process.stdin.flush()
+        answer = self._process.stdout.readline()
+        if not answer:
+            self._stderr.seek(0)
+            sys.stderr.write(self._stderr.read()[-3000:])
+            raise RuntimeError("the llmlingua runner stopped; see its stderr above")
+        return json.loads(answer)
+
+    def close(self) -> None:
+        if self._process.stdin and not self._process.stdin.closed:
+            self._process.stdin.close()
+        self._process.wait()
+        self._stderr.close()
+
+
 def run(
     lines: Sequence[dict[str, Any]], *, threads: int = 2, repeat: int = 1, strict: bool = True
 ) -> list[dict]:
     """Run the runner over ``lines`` (the first is repeated once, untimed, to warm the model
-    up); returns one output per line. Raises, with the runner's stderr, when it stopped early
-    or (``strict``) when any item failed; otherwise a failed item's row has an ``"error"``."""
+    up); returns one output per line. Raises when any item failed (``strict``); otherwise a
+    failed item's row has an ``"error"``."""
     if not lines:
         return []
-    text = "\n".join(json.dumps(line) for line in [lines[0], *lines]) + "\n"
-    completed = subprocess.run(
-        [str(ANCHOR_PY), str(ANCHOR_RUNNER), "--threads", str(threads), "--repeat", str(repeat)],
-        input=text,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    rows = [json.loads(line) for line in completed.stdout.splitlines() if line.strip()][1:]
+    with Session(threads=threads, repeat=repeat) as session:
+        session.ask(lines[0])
+        rows = [session.ask(line) for line in lines]
+    report_failures(rows, strict=strict)
+    return rows
+
+
+def report_failures(rows: Sequence[dict], *, strict: bool = True) -> None:
+    """Raise (``strict``) or warn when any runner row is an error."""
     failed = [row for row in rows if "error" in row]
-    if len(rows) != len(lines) or (strict and failed):
-        sys.stderr.write(completed.stderr[-3000:])
-        raise RuntimeError("the llmlingua runner failed; see its stderr above")
+    if failed and strict:
+        raise RuntimeError(f"llmlingua failed on {len(failed)} items, e.g. {failed[0]['error']}")
     if failed:
         print(f"llmlingua: {len(failed)} items failed, e.g. {failed[0]['error']}", file=sys.stderr)
-    return rows

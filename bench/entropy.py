@@ -6,12 +6,14 @@ Run: ``python -m bench.entropy [--items 40] [--rate 0.25]`` (needs
 Items: development QA items (bench/qa.py): a question, its gold SQuAD passage and 4 distractor
 passages. For each method at the same rate: share of items whose gold answer survives, the
 achieved ratio (SmolLM2 tokens, original / compressed) and seconds per item; then the speed
-ratio llmlingua / ragpress on the same items.
+ratio llmlingua / ragpress on the same items. Methods take turns item by item (llmlingua through a
+live runner process), so the speed ratios are not skewed by the machine's drift over the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import statistics
 import sys
@@ -19,12 +21,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tqdm import tqdm
+
 import ragpress
 from bench import anchor
 from bench.harness import markdown_table, warm_up, write_results
 from bench.qa import QAItem, answer_survives, load_items
 
-Run = Callable[[QAItem, float], str]
+#: One method on one item: (compressed text, seconds).
+Step = Callable[[QAItem], tuple[str, float]]
+#: Timed pairs, each (llmlingua, ours); the rows a pair compares run back to back on every item.
+PAIRS = (
+    ("llmlingua LLMLingua-1", "ragpress entropy (LLMLingua-1 style, no question)"),
+    ("llmlingua LongLLMLingua", "ragpress entropy question-aware"),
+)
 
 
 def ragpress_runs() -> dict[str, tuple[Any, bool]]:
@@ -45,33 +55,57 @@ def ragpress_runs() -> dict[str, tuple[Any, bool]]:
     }
 
 
-def run_ragpress(items: list[QAItem], rate: float) -> dict[str, dict[str, Any]]:
-    outcomes = {}
+def ragpress_steps(rate: float) -> dict[str, Step]:
+    def step(compressor: Any, with_question: bool) -> Step:
+        def call(item: QAItem) -> tuple[str, float]:
+            started = time.perf_counter()
+            question = item.question if with_question else None
+            text = compressor.compress(item.documents(), question, rate=rate).text
+            return text, time.perf_counter() - started
+
+        return call
+
+    steps = {}
     for name, (compressor, with_question) in ragpress_runs().items():
         warm_up(compressor, rate)
-        texts, seconds = [], []
-        for item in items:
-            started = time.perf_counter()
-            result = compressor.compress(
-                item.documents(), item.question if with_question else None, rate=rate
-            )
-            seconds.append(time.perf_counter() - started)
-            texts.append(result.text)
-        outcomes[name] = {"texts": texts, "seconds": seconds}
+        steps[name] = step(compressor, with_question)
+    return steps
+
+
+def anchor_steps(session: anchor.Session, item: QAItem, rate: float) -> dict[str, Step]:
+    """llmlingua's two modes through a live runner, warmed up on ``item``. An item llmlingua
+    fails on comes back empty, with NaN seconds, and its error on stderr."""
+
+    def step(mode: str) -> Step:
+        def call(item: QAItem) -> tuple[str, float]:
+            row = session.ask(anchor.payload(item, mode, rate))
+            anchor.report_failures([row], strict=False)
+            return row.get("compressed", ""), row.get("seconds", float("nan"))
+
+        return call
+
+    modes = ("llmlingua", "longllmlingua")
+    for mode in modes:
+        session.ask(anchor.payload(item, mode, rate))
+    return {anchor.LABELS[mode]: step(mode) for mode in modes}
+
+
+def run_interleaved(items: list[QAItem], steps: dict[str, Step]) -> dict[str, dict[str, Any]]:
+    """Every method on item 1, then every method on item 2, ...: a slow minute on the machine
+    falls on all methods alike."""
+    outcomes: dict[str, dict[str, Any]] = {name: {"texts": [], "seconds": []} for name in steps}
+    for item in tqdm(items, desc="items", unit="item"):
+        for name, step in steps.items():
+            text, seconds = step(item)
+            outcomes[name]["texts"].append(text)
+            outcomes[name]["seconds"].append(seconds)
     return outcomes
 
 
-def run_anchor(items: list[QAItem], rate: float) -> dict[str, dict[str, Any]]:
-    if not anchor.available():
-        return {}
-    outcomes = {}
-    for mode in ("llmlingua", "longllmlingua"):
-        rows = anchor.run([anchor.payload(item, mode, rate) for item in items], strict=False)
-        outcomes[anchor.LABELS[mode]] = {
-            "texts": [row.get("compressed", "") for row in rows],
-            "seconds": [row.get("seconds", float("nan")) for row in rows],
-        }
-    return outcomes
+def in_pair_order(steps: dict[str, Step]) -> dict[str, Step]:
+    """Each timed pair back to back (ours, then llmlingua's), then the rest."""
+    paired = [name for pair in PAIRS for name in reversed(pair) if name in steps]
+    return {name: steps[name] for name in [*paired, *(n for n in steps if n not in paired)]}
 
 
 def summarise(items: list[QAItem], outcomes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -95,17 +129,27 @@ def summarise(items: list[QAItem], outcomes: dict[str, dict[str, Any]]) -> list[
     return rows
 
 
-def speed_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    by_name = {row["method"]: row["s_per_item_mean"] for row in rows}
-    pairs = [
-        ("llmlingua LLMLingua-1", "ragpress entropy (LLMLingua-1 style, no question)"),
-        ("llmlingua LongLLMLingua", "ragpress entropy question-aware"),
-    ]
-    return [
-        {"anchor": anchor, "ragpress": ours, "speedup": round(by_name[anchor] / by_name[ours], 2)}
-        for anchor, ours in pairs
-        if anchor in by_name and ours in by_name
-    ]
+def speed_ratios(outcomes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """llmlingua's seconds over ours: of the totals, and the median of per-item ratios."""
+    ratios = []
+    for theirs, ours in PAIRS:
+        if theirs not in outcomes or ours not in outcomes:
+            continue
+        pairs = [
+            (a, b)
+            for a, b in zip(outcomes[theirs]["seconds"], outcomes[ours]["seconds"], strict=True)
+            if math.isfinite(a)  # an item llmlingua failed on
+        ]
+        ratios.append(
+            {
+                "anchor": theirs,
+                "ragpress": ours,
+                "speedup": round(sum(a for a, _ in pairs) / sum(b for _, b in pairs), 2),
+                "speedup_median_per_item": round(statistics.median(a / b for a, b in pairs), 2),
+                "items": len(pairs),
+            }
+        )
+    return ratios
 
 
 def main() -> None:
@@ -117,11 +161,15 @@ def main() -> None:
     parser.add_argument("--name", default="entropy", help="Results file name under bench/results.")
     args = parser.parse_args()
     items = load_items(args.split, n=args.items, distractors=4)
-    outcomes = run_ragpress(items, args.rate)
-    if not args.no_anchor:
-        outcomes.update(run_anchor(items, args.rate))
+    steps = ragpress_steps(args.rate)
+    if args.no_anchor or not anchor.available():
+        outcomes = run_interleaved(items, steps)
+    else:
+        with anchor.Session() as session:
+            steps |= anchor_steps(session, items[0], args.rate)
+            outcomes = run_interleaved(items, in_pair_order(steps))
     rows = summarise(items, outcomes)
-    speed = speed_ratios(rows)
+    speed = speed_ratios(outcomes)
     command = "python -m bench.entropy " + shlex.join(sys.argv[1:])
     write_results(
         args.name,
