@@ -361,7 +361,11 @@ def _entropy_speed(result: Result) -> str:
             if ours and anchor
             else ""
         )
-        sentences.append(f"{pair['ragpress']} is {speed(pair['speedup'])} {pair['anchor']}{kept}")
+        median = pair.get("speedup_median_per_item")
+        per_item = f" (median item {times(median)}, timed in turns)" if median else ""
+        sentences.append(
+            f"{pair['ragpress']} is {speed(pair['speedup'])} {pair['anchor']}{per_item}{kept}"
+        )
     sentences += _int8_sentences(points)
     if not sentences:
         return ""

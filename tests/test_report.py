@@ -212,3 +212,19 @@ def test_reader_paragraph_reads_the_quality_runs_reader_table(results: Path) -> 
     assert "EM 30%, F1 40% in 4,000 ms of prompt" in text
     # Best F1 first.
     assert text.endswith("entropy F1 30% (prompt time -75%), random F1 5% (prompt time -77.5%).")
+
+
+def test_entropy_speed_names_the_median_item_when_timed_in_turns(results: Path) -> None:
+    ours, theirs = "ragpress entropy question-aware", "llmlingua LongLLMLingua"
+    rows = [
+        {"method": ours, "answer_survives_%": 80.0, "ratio": 4.0, "s_per_item_mean": 1.5},
+        {"method": theirs, "answer_survives_%": 27.5, "ratio": 3.05, "s_per_item_mean": 5.0},
+    ]
+    pair = {"anchor": theirs, "ragpress": ours, "speedup": 3.33, "items": 40}
+    write(results, "entropy", rows, items=40, rate=0.25, split="dev", speed=[pair])
+    before = paragraph(report(results), "entropy")
+    assert f"{ours} is 3.33x as fast as {theirs}, keeping 80% against 27.5%" in before
+    pair["speedup_median_per_item"] = 3.17
+    write(results, "entropy", rows, items=40, rate=0.25, split="dev", speed=[pair])
+    after = paragraph(report(results), "entropy")
+    assert f"3.33x as fast as {theirs} (median item 3.17x, timed in turns), keeping" in after
