@@ -83,6 +83,27 @@ def align_tokens_to_words(
     return np.where(overlaps, index, -1)
 
 
+def token_spans(text: str, token_offsets: Sequence[Interval]) -> tuple[list[Interval], np.ndarray]:
+    """Sub-word tokens as units: their spans without surrounding whitespace, and for each token
+    the index of its span (-1: whitespace only). Tokens sharing characters (one character split
+    over several byte-level tokens) share one span, so spans never overlap."""
+    spans: list[Interval] = []
+    owner = np.full(len(token_offsets), -1, dtype=np.int64)
+    for index, (start, end) in enumerate(np.asarray(token_offsets).reshape(-1, 2).tolist()):
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        if start == end:
+            continue
+        if spans and start < spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(end, spans[-1][1]))
+        else:
+            spans.append((start, end))
+        owner[index] = len(spans) - 1
+    return spans, owner
+
+
 def aggregate_to_words(
     token_values: np.ndarray,
     token_to_word: np.ndarray,

@@ -132,6 +132,28 @@ def test_long_context_is_windowed(entropy):
     assert_extractive([long_text], result)
 
 
+def test_token_units_prune_inside_words_without_fusing_them():
+    tokens = ragpress.get_compressor("entropy", unit="token")
+    documents = [FUEL, NOISE[0]]
+    result = tokens.compress(documents, "What is the first sign of fuel dilution?", rate=0.3)
+    assert result.compressed_tokens <= result.budget_tokens
+    words = ragpress.get_compressor("entropy").compress(documents, rate=0.3)
+
+    def cut(result: CompressionResult) -> int:
+        """Kept spans that start or end inside a word."""
+        return sum(
+            source[s.start - 1 : s.start + 1].isalnum() or source[s.end - 1 : s.end + 1].isalnum()
+            for s in result.kept_spans
+            for source in [documents[s.doc]]
+        )
+
+    assert cut(result) > 0 and cut(words) == 0  # finer than words, as LLMLingua prunes
+    for index, output in enumerate(result.documents):
+        source, spans = documents[index], [s for s in result.kept_spans if s.doc == index]
+        pieces = " ".join(source[s.start : s.end] for s in spans)
+        assert output.split() == pieces.split()  # a space at every gap: no fused pieces
+
+
 def test_units_and_empty_input(entropy):
     sentences = ragpress.get_compressor("entropy", unit="sentence")
     result = sentences.compress(FUEL, rate=0.5)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,6 +15,7 @@ from ragpress.text import (
     overlaps_any,
     protected_spans,
     sentence_spans,
+    token_spans,
     word_spans,
 )
 from ragpress.tokenization import get_target_tokenizer
@@ -61,6 +64,19 @@ def test_word_alignment_of_subword_tokens():
     assert first[2] == scores[np.flatnonzero(mapping == 2)[0]]
     mean = aggregate_to_words(scores, mapping, len(words), "mean")
     assert mean[2] == scores[mapping == 2].mean()
+
+
+def test_token_spans_trim_whitespace_and_merge_tokens_sharing_a_character():
+    text = "Fuel  dilution\n\nrose ☃ 12%"
+    offsets = [(0, 4), (4, 6), (6, 14), (14, 16), (16, 20), (20, 22), (21, 22), (22, 22), (22, 26)]
+    spans, owner = token_spans(text, offsets)
+    assert [text[a:b] for a, b in spans] == ["Fuel", "dilution", "rose", "☃", "12%"]
+    assert owner.tolist() == [0, -1, 1, -1, 2, 3, 3, -1, 4]
+    tokenizer = get_target_tokenizer()._tokenizer
+    encoding = tokenizer.encode(text, add_special_tokens=False)
+    spans, owner = token_spans(text, encoding.offsets)
+    assert all(a < b <= c for (a, b), (c, _) in itertools.pairwise(spans))  # ordered, disjoint
+    assert "".join(text[a:b] for a, b in spans) == "".join(text.split())  # nothing but spaces lost
 
 
 def test_protected_spans_cover_code_json_urls_numbers_and_forced():

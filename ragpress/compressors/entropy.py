@@ -1,8 +1,10 @@
 """Entropy token pruning: Selective Context, LLMLingua and LongLLMLingua on one ONNX NLL graph.
 
 A small causal LM scores every token by its negative log-likelihood (self-information). Scores
-are pooled to lexical units (words, phrases or sentences) and the least informative units are
-dropped until the budget, counted in the target tokenizer, is met.
+are pooled to lexical units (words, phrases or sentences; or ``unit="token"``, the model's own
+sub-word tokens, as LLMLingua prunes) and the least informative units are dropped until the
+budget, counted in the target tokenizer, is met. Token units may keep part of a word; where one
+was dropped between two kept pieces the output has a space, so pieces never fuse into new words.
 
 With a question (LongLLMLingua), two passes per document run in one batch:
 
@@ -45,11 +47,12 @@ from ragpress.text import (
     overlaps_any,
     protected_spans,
     sentence_spans,
+    token_spans,
     word_spans,
 )
 from ragpress.types import CompressionRequest, CompressionResult
 
-Unit = Literal["word", "phrase", "sentence"]
+Unit = Literal["token", "word", "phrase", "sentence"]
 RANK_INSTRUCTION = "\n\nWe can get the answer to this question in the given documents.\nQuestion: "
 QUESTION_PREFIX = "Question: {query}\nAnswer it from this text:\n"
 #: The coarse step keeps documents until they hold this many times the budget. Chosen on 40 dev
@@ -126,8 +129,8 @@ class EntropyCompressor(Compressor):
         target_tokenizer: Any = None,
     ) -> None:
         super().__init__(target_tokenizer=target_tokenizer)
-        if unit not in ("word", "phrase", "sentence"):
-            raise ValueError(f"unit must be word, phrase or sentence; got {unit!r}")
+        if unit not in ("token", "word", "phrase", "sentence"):
+            raise ValueError(f"unit must be token, word, phrase or sentence; got {unit!r}")
         if coarse_factor < 1:
             raise ValueError(
                 f"coarse_factor must be >= 1 (kept documents hold the budget); got {coarse_factor}"
@@ -327,7 +330,12 @@ class EntropyCompressor(Compressor):
         return self._query(request) is not None and len(docs) > 1
 
     def _units(self, doc: _Doc) -> Units:
-        words, token_word = doc.words, doc.token_word
+        # "token" units are the model's sub-word tokens, scored alone; the others pool words.
+        words, token_word = (
+            token_spans(doc.text, doc.offsets)
+            if self.unit == "token"
+            else (doc.words, doc.token_word)
+        )
         info = _fill(aggregate_to_words(doc.plain, token_word, len(words), "mean"))
         score = _z(info)
         if doc.conditioned is not None:
@@ -425,7 +433,7 @@ def _group_units(
     text: str, words: np.ndarray, score: np.ndarray, unit: Unit
 ) -> tuple[np.ndarray, np.ndarray]:
     """Merge word units into phrases (cut at punctuation, at most 6 words) or sentences."""
-    if unit == "word" or not len(words):
+    if unit in ("token", "word") or not len(words):
         return words, score
     if unit == "sentence":
         starts = np.asarray([start for start, _ in sentence_spans(text)], dtype=np.int64)
