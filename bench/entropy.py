@@ -47,6 +47,10 @@ def ragpress_runs() -> dict[str, tuple[Any, bool]]:
             ragpress.get_compressor("entropy", coarse=False),
             True,
         ),
+        "ragpress entropy question-aware, token units": (
+            ragpress.get_compressor("entropy", unit="token"),
+            True,
+        ),
         "ragpress entropy question-aware, fp32": (
             ragpress.get_compressor("entropy", variant="fp32"),
             True,
