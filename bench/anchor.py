@@ -6,13 +6,14 @@ The venv and the converted SmolLM2 folder come from ``bash bench/anchors/setup_l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from bench.qa import QAItem
 
@@ -90,22 +91,36 @@ class Session:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def ask(self, line: dict[str, Any]) -> dict:
+    def ask(self, line: dict[str, Any]) -> dict[str, Any]:
         """The runner's output for one input line; raises, with its stderr, when it died."""
         assert self._process.stdin and self._process.stdout
-        self._process.stdin.write(json.dumps(line) + "\n")
-        self._process.stdin.flush()
-        answer = self._process.stdout.readline()
+        try:
+            self._process.stdin.write(json.dumps(line) + "\n")
+            self._process.stdin.flush()
+            answer = self._process.stdout.readline()
+        except BrokenPipeError:  # it exited before reading (e.g. its model folder is missing)
+            answer = ""
         if not answer:
-            self._stderr.seek(0)
-            sys.stderr.write(self._stderr.read()[-3000:])
-            raise RuntimeError("the llmlingua runner stopped; see its stderr above")
+            self._died()
         return json.loads(answer)
 
+    def _died(self) -> NoReturn:
+        self._stderr.seek(0)
+        sys.stderr.write(self._stderr.read()[-3000:])
+        raise RuntimeError("the llmlingua runner stopped; see its stderr above")
+
     def close(self) -> None:
-        if self._process.stdin and not self._process.stdin.closed:
-            self._process.stdin.close()
-        self._process.wait()
+        stdin, stdout = self._process.stdin, self._process.stdout
+        with contextlib.suppress(BrokenPipeError):  # a dead runner cannot take the last flush
+            if stdin and not stdin.closed:
+                stdin.close()
+        try:
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        if stdout:
+            stdout.close()
         self._stderr.close()
 
 
@@ -113,8 +128,8 @@ def run(
     lines: Sequence[dict[str, Any]], *, threads: int = 2, repeat: int = 1, strict: bool = True
 ) -> list[dict]:
     """Run the runner over ``lines`` (the first is repeated once, untimed, to warm the model
-    up); returns one output per line. Raises when any item failed (``strict``); otherwise a
-    failed item's row has an ``"error"``."""
+    up); returns one output per line. Raises when the runner stopped, or (``strict``) when any
+    item failed; otherwise a failed item's row has an ``"error"``."""
     if not lines:
         return []
     with Session(threads=threads, repeat=repeat) as session:

@@ -76,40 +76,46 @@ def ragpress_steps(rate: float) -> dict[str, Step]:
     return steps
 
 
-def anchor_steps(session: anchor.Session, item: QAItem, rate: float) -> dict[str, Step]:
-    """llmlingua's two modes through a live runner, warmed up on ``item``. An item llmlingua
-    fails on comes back empty, with NaN seconds, and its error on stderr."""
+def anchor_steps(session: anchor.Session, warm_up_item: QAItem, rate: float) -> dict[str, Step]:
+    """llmlingua's two modes through a live runner, warmed up on ``warm_up_item``. An item
+    llmlingua fails on comes back empty, with NaN seconds, and its error on stderr."""
 
     def step(mode: str) -> Step:
         def call(item: QAItem) -> tuple[str, float]:
             row = session.ask(anchor.payload(item, mode, rate))
             anchor.report_failures([row], strict=False)
-            return row.get("compressed", ""), row.get("seconds", float("nan"))
+            return row.get("compressed", ""), row.get("seconds", math.nan)
 
         return call
 
     modes = ("llmlingua", "longllmlingua")
-    for mode in modes:
-        session.ask(anchor.payload(item, mode, rate))
+    warm = [session.ask(anchor.payload(warm_up_item, mode, rate)) for mode in modes]
+    anchor.report_failures(warm, strict=False)
     return {anchor.LABELS[mode]: step(mode) for mode in modes}
 
 
 def run_interleaved(items: list[QAItem], steps: dict[str, Step]) -> dict[str, dict[str, Any]]:
     """Every method on item 1, then every method on item 2, ...: a slow minute on the machine
     falls on all methods alike."""
-    outcomes: dict[str, dict[str, Any]] = {name: {"texts": [], "seconds": []} for name in steps}
-    for item in tqdm(items, desc="items", unit="item"):
-        for name, step in steps.items():
-            text, seconds = step(item)
+    names = list(steps)
+    outcomes = {name: {"texts": [], "seconds": []} for name in turn_order(names, 0)}
+    for index, item in enumerate(tqdm(items, desc="items", unit="item")):
+        for name in turn_order(names, index):
+            text, seconds = steps[name](item)
             outcomes[name]["texts"].append(text)
             outcomes[name]["seconds"].append(seconds)
     return outcomes
 
 
-def in_pair_order(steps: dict[str, Step]) -> dict[str, Step]:
-    """Each timed pair back to back (ours, then llmlingua's), then the rest."""
-    paired = [name for pair in PAIRS for name in reversed(pair) if name in steps]
-    return {name: steps[name] for name in [*paired, *(n for n in steps if n not in paired)]}
+def turn_order(names: list[str], index: int) -> list[str]:
+    """Each timed pair back to back, ours first on even items and llmlingua's first on odd ones
+    (what one call leaves behind, a warm cache or a busy thread pool, falls on both sides
+    alike), then the rest."""
+    paired: list[str] = []
+    for theirs, ours in PAIRS:
+        if theirs in names and ours in names:
+            paired += [theirs, ours] if index % 2 else [ours, theirs]
+    return [*paired, *(name for name in names if name not in paired)]
 
 
 def summarise(items: list[QAItem], outcomes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -126,11 +132,20 @@ def summarise(items: list[QAItem], outcomes: dict[str, dict[str, Any]]) -> list[
                 "method": name,
                 "answer_survives_%": round(100 * sum(survived) / len(items), 1),
                 "ratio": round(sum(originals) / max(1, sum(kept)), 2),
-                "s_per_item_mean": round(statistics.fmean(outcome["seconds"]), 3),
-                "s_per_item_p50": round(statistics.median(outcome["seconds"]), 3),
+                **timing(outcome["seconds"]),
             }
         )
     return rows
+
+
+def timing(seconds: list[float]) -> dict[str, float | None]:
+    """Mean and median seconds per item, over the items that did not fail (NaN seconds; their
+    errors went to stderr as they happened)."""
+    done = [value for value in seconds if math.isfinite(value)]
+    return {
+        "s_per_item_mean": round(statistics.fmean(done), 3) if done else None,
+        "s_per_item_p50": round(statistics.median(done), 3) if done else None,
+    }
 
 
 def speed_ratios(outcomes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -144,6 +159,8 @@ def speed_ratios(outcomes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             for a, b in zip(outcomes[theirs]["seconds"], outcomes[ours]["seconds"], strict=True)
             if math.isfinite(a)  # an item llmlingua failed on
         ]
+        if not pairs:
+            continue
         ratios.append(
             {
                 "anchor": theirs,
@@ -165,13 +182,15 @@ def main() -> None:
     parser.add_argument("--name", default="entropy", help="Results file name under bench/results.")
     args = parser.parse_args()
     items = load_items(args.split, n=args.items, distractors=4)
+    if not items:
+        parser.error(f"no {args.split} items to run (--items {args.items})")
     steps = ragpress_steps(args.rate)
     if args.no_anchor or not anchor.available():
         outcomes = run_interleaved(items, steps)
     else:
         with anchor.Session() as session:
             steps |= anchor_steps(session, items[0], args.rate)
-            outcomes = run_interleaved(items, in_pair_order(steps))
+            outcomes = run_interleaved(items, steps)
     rows = summarise(items, outcomes)
     speed = speed_ratios(outcomes)
     command = "python -m bench.entropy " + shlex.join(sys.argv[1:])

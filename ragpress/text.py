@@ -85,8 +85,9 @@ def align_tokens_to_words(
 
 def token_spans(text: str, token_offsets: Sequence[Interval]) -> tuple[list[Interval], np.ndarray]:
     """Sub-word tokens as units: their spans without surrounding whitespace, and for each token
-    the index of its span (-1: whitespace only). Tokens sharing characters (one character split
-    over several byte-level tokens) share one span, so spans never overlap."""
+    the index of its span (-1: whitespace only). Offsets come in order, as tokenizers give them;
+    tokens sharing characters (one character split over several byte-level tokens) share one
+    span, so spans never overlap."""
     spans: list[Interval] = []
     owner = np.full(len(token_offsets), -1, dtype=np.int64)
     for index, (start, end) in enumerate(np.asarray(token_offsets).reshape(-1, 2).tolist()):
@@ -97,7 +98,7 @@ def token_spans(text: str, token_offsets: Sequence[Interval]) -> tuple[list[Inte
         if start == end:
             continue
         if spans and start < spans[-1][1]:
-            spans[-1] = (spans[-1][0], max(end, spans[-1][1]))
+            spans[-1] = (min(start, spans[-1][0]), max(end, spans[-1][1]))
         else:
             spans.append((start, end))
         owner[index] = len(spans) - 1

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from bench import anchor
-from bench.entropy import PAIRS, in_pair_order, speed_ratios
+from bench.entropy import PAIRS, speed_ratios, timing, turn_order
 
 THEIRS, OURS = PAIRS[1]
 
@@ -30,25 +30,37 @@ def test_speed_ratios_need_both_sides_of_a_pair() -> None:
     assert speed_ratios({OURS: {"seconds": [1.0]}}) == []
 
 
-def test_each_timed_pair_runs_back_to_back_before_the_rest() -> None:
-    def step(item):
-        return "", 0.0
+def test_speed_ratios_skip_a_pair_llmlingua_failed_on_entirely() -> None:
+    outcomes = {THEIRS: {"seconds": [math.nan, math.nan]}, OURS: {"seconds": [1.0, 2.0]}}
+    assert speed_ratios(outcomes) == []
+    assert timing(outcomes[THEIRS]["seconds"]) == {"s_per_item_mean": None, "s_per_item_p50": None}
+    assert timing([1.0, math.nan, 3.0]) == {"s_per_item_mean": 2.0, "s_per_item_p50": 2.0}
 
-    steps = {name: step for name in ["random word drop", *PAIRS[0], OURS, THEIRS]}
-    order = list(in_pair_order(steps))
-    assert order == [PAIRS[0][1], PAIRS[0][0], OURS, THEIRS, "random word drop"]
+
+def test_each_timed_pair_runs_back_to_back_taking_turns_to_go_first() -> None:
+    names = ["random word drop", *PAIRS[0], OURS, THEIRS]
+    assert turn_order(names, 0) == [PAIRS[0][1], PAIRS[0][0], OURS, THEIRS, "random word drop"]
+    assert turn_order(names, 1) == [PAIRS[0][0], PAIRS[0][1], THEIRS, OURS, "random word drop"]
+    assert turn_order(["random word drop", OURS], 1) == ["random word drop", OURS]
 
 
 @pytest.fixture
 def stand_in_runner(tmp_path, monkeypatch):
-    """A runner that answers each line with its id and its line number, and dies on "die"."""
+    """A runner that answers each line with its id and its line number, reports an error for
+    "bad", dies on "die", and exits before reading anything under RUNNER_EXITS_AT_ONCE."""
     script = tmp_path / "runner.py"
     script.write_text(
         textwrap.dedent(
             """
-            import json, sys
+            import json, os, sys
+            if os.environ.get("RUNNER_EXITS_AT_ONCE"):
+                print("model folder missing", file=sys.stderr)
+                sys.exit(2)
             for number, line in enumerate(sys.stdin):
                 item = json.loads(line)
+                if item["id"] == "bad":
+                    print(json.dumps({"id": "bad", "error": "ValueError: no"}), flush=True)
+                    continue
                 if item["id"] == "die":
                     print("boom: the runner gave up", file=sys.stderr)
                     sys.exit(3)
@@ -72,6 +84,26 @@ def test_a_session_whose_runner_died_raises_with_its_stderr(capsys) -> None:
     with anchor.Session() as session, pytest.raises(RuntimeError, match="runner stopped"):
         session.ask({"id": "die"})
     assert "boom: the runner gave up" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("stand_in_runner")
+def test_a_runner_that_exits_before_reading_raises_with_its_stderr(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("RUNNER_EXITS_AT_ONCE", "1")
+    session = anchor.Session()
+    session._process.wait()  # it is gone before the first line: writing to it breaks the pipe
+    with session, pytest.raises(RuntimeError, match="runner stopped"):
+        session.ask({"id": "a"} | {"padding": "x" * 100_000})
+    assert "model folder missing" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("stand_in_runner")
+def test_a_failed_item_fails_a_strict_run_and_is_an_error_row_otherwise(capsys) -> None:
+    lines = [{"id": "a"}, {"id": "bad"}]
+    with pytest.raises(RuntimeError, match="llmlingua failed on 1 items"):
+        anchor.run(lines)
+    rows = anchor.run(lines, strict=False)
+    assert rows[1] == {"id": "bad", "error": "ValueError: no"}
+    assert "1 items failed" in capsys.readouterr().err
 
 
 @pytest.mark.usefixtures("stand_in_runner")

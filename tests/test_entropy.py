@@ -137,9 +137,8 @@ def test_token_units_prune_inside_words_without_fusing_them():
     documents = [FUEL, NOISE[0]]
     result = tokens.compress(documents, "What is the first sign of fuel dilution?", rate=0.3)
     assert result.compressed_tokens <= result.budget_tokens
-    words = ragpress.get_compressor("entropy").compress(documents, rate=0.3)
 
-    def cut(result: CompressionResult) -> int:
+    def cut(result: CompressionResult) -> int:  # word units never do (they are whole words)
         """Kept spans that start or end inside a word."""
         return sum(
             source[s.start - 1 : s.start + 1].isalnum() or source[s.end - 1 : s.end + 1].isalnum()
@@ -147,7 +146,7 @@ def test_token_units_prune_inside_words_without_fusing_them():
             for source in [documents[s.doc]]
         )
 
-    assert cut(result) > 0 and cut(words) == 0  # finer than words, as LLMLingua prunes
+    assert cut(result) > 0  # finer than words, as LLMLingua prunes
     for index, output in enumerate(result.documents):
         source, spans = documents[index], [s for s in result.kept_spans if s.doc == index]
         pieces = " ".join(source[s.start : s.end] for s in spans)

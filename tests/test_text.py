@@ -77,6 +77,8 @@ def test_token_spans_trim_whitespace_and_merge_tokens_sharing_a_character():
     spans, owner = token_spans(text, encoding.offsets)
     assert all(a < b <= c for (a, b), (c, _) in itertools.pairwise(spans))  # ordered, disjoint
     assert "".join(text[a:b] for a, b in spans) == "".join(text.split())  # nothing but spaces lost
+    visible = [bool(text[a:b].strip()) for a, b in encoding.offsets]
+    assert ((owner >= 0) == np.array(visible)).all() and owner.max() == len(spans) - 1
 
 
 def test_protected_spans_cover_code_json_urls_numbers_and_forced():

@@ -23,7 +23,8 @@ Long documents are scored in windows with overlap (linear time, bounded memory).
 ``segment`` tokens, each scored after the words kept so far (the previous segments, pruned at the
 request's rate, at most ``window - segment`` tokens), so text made redundant by what was dropped
 is judged as the reader will see it. Segment k of every document runs in one batch; the final
-selection is still global over the whole request.
+selection is still global over the whole request. What a segment is scored after is chosen by
+words, whatever the unit.
 """
 
 from __future__ import annotations
