@@ -33,7 +33,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -130,8 +130,8 @@ class EntropyCompressor(Compressor):
         target_tokenizer: Any = None,
     ) -> None:
         super().__init__(target_tokenizer=target_tokenizer)
-        if unit not in ("token", "word", "phrase", "sentence"):
-            raise ValueError(f"unit must be token, word, phrase or sentence; got {unit!r}")
+        if unit not in get_args(Unit):
+            raise ValueError(f"unit must be one of {', '.join(get_args(Unit))}; got {unit!r}")
         if coarse_factor < 1:
             raise ValueError(
                 f"coarse_factor must be >= 1 (kept documents hold the budget); got {coarse_factor}"
