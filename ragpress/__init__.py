@@ -12,16 +12,16 @@ from typing import Any
 
 from ragpress._runtime_check import ensure_single_onnxruntime
 from ragpress.base import Compressor
+from ragpress.defaults import DEFAULT_METHOD, QUERY_METHOD, default_method
 from ragpress.registry import available, get_compressor, register
 from ragpress.tokenization import get_target_tokenizer
 from ragpress.types import CompressionRequest, CompressionResult, ScoredSpan, Span, StageReport
 
 ensure_single_onnxruntime()
 
-DEFAULT_METHOD = "metatoken"
-
 __all__ = [
     "DEFAULT_METHOD",
+    "QUERY_METHOD",
     "CompressionRequest",
     "CompressionResult",
     "Compressor",
@@ -30,6 +30,7 @@ __all__ = [
     "StageReport",
     "available",
     "compress",
+    "default_method",
     "get_compressor",
     "get_target_tokenizer",
     "register",
