@@ -174,6 +174,29 @@ def train_token_classifier(
     typer.echo(json.dumps(stats, indent=2))
 
 
+@train_app.command("relevance")
+def train_relevance(
+    pairs: Annotated[
+        int | None, typer.Option(help="Training pairs sampled (default 5,000; all: ~19k).")
+    ] = 5000,
+    steps: Annotated[int | None, typer.Option(help="Optimizer steps (batch 16).")] = 220,
+    train_layers: Annotated[int, typer.Option(help="Top encoder layers trained.")] = 4,
+    output: Annotated[str | None, typer.Option(help="Delta file (.safetensors).")] = None,
+    export: Annotated[bool, typer.Option(help="Export minilm-l6-relevance to ONNX after.")] = True,
+) -> None:
+    """Train the Provence-style relevance cross-encoder (MiniLM-L6) on bigbench QA pairs."""
+    from ragpress.training.relevance import SHIPPED, train
+
+    stats = train(
+        pairs=pairs,
+        max_steps=steps,
+        train_layers=train_layers,
+        output=Path(output) if output else SHIPPED,
+        export=export and not output,
+    )
+    typer.echo(json.dumps(stats, indent=2))
+
+
 @app.command()
 def methods() -> None:
     """List the compression methods."""

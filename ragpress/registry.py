@@ -25,6 +25,7 @@ _BUILTIN_MODULES: dict[str, str] = {
     "ib-filter": "ragpress.compressors.ib_filter",
     "token-classifier": "ragpress.compressors.token_classifier",
     "pipeline": "ragpress.compressors.pipeline",
+    "relevance": "ragpress.compressors.relevance",
 }
 _ALIASES: dict[str, str] = {
     "lossless": "metatoken",
@@ -39,6 +40,8 @@ _ALIASES: dict[str, str] = {
     "ib": "ib-filter",
     "llmlingua2": "token-classifier",
     "llmlingua-2": "token-classifier",
+    "provence": "relevance",
+    "pruner": "relevance",
 }
 _FACTORIES: dict[str, Callable[..., Compressor]] = {}
 PIPELINE_SEPARATOR = "+"

@@ -113,6 +113,9 @@ class CompressionResult:
     timings: dict[str, float] = field(default_factory=dict)
     #: One report per stage when the compressor is a pipeline (empty otherwise).
     stages: list[StageReport] = field(default_factory=list)
+    #: Relevance of each input document to the query, in input order, for methods that score
+    #: documents (``relevance``); None otherwise.
+    document_scores: list[float] | None = None
 
     @property
     def ratio(self) -> float:

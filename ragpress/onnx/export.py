@@ -3,7 +3,9 @@
 Roles export only what their compressor reads, so no vocabulary-sized tensor leaves the graph:
 ``nll`` returns per-token negative log-likelihood (B, S) with log-softmax and gather inside the
 graph; ``token-logits`` returns token-classification logits (B, S, C); ``attention`` returns
-the final position's attention to every position, per layer and head (B, L, H, S).
+the final position's attention to every position, per layer and head (B, L, H, S);
+``relevance`` returns a cross-encoder's relevance logit at position 0 and its keep logit at every
+other position (B, S); ``embedding`` returns mean-pooled, L2-normalised vectors (B, D).
 
 Attention is exported as one fused onnxruntime op per layer (``ragpress.onnx.fusion``), not as
 the exporter's MatMul + Softmax decomposition; the parity reference stays the unchanged PyTorch
@@ -275,8 +277,15 @@ def _check_parity(graph: Path, sample: dict, reference: np.ndarray, role: Role) 
             spearman=_spearman(ours, theirs),
             tokens=int(mask.sum()),
         )
-    if role == "attention":
+    if role in ("attention", "embedding"):
         return Parity(max_abs_diff=float(np.abs(output - reference).max()), tokens=int(mask.sum()))
+    if role == "relevance":
+        ours, theirs = output[mask], reference[mask]
+        return Parity(
+            max_abs_diff=float(np.abs(ours - theirs).max()),
+            keep_agreement=float(((ours > 0) == (theirs > 0)).mean()),
+            tokens=int(mask.sum()),
+        )
     ours, theirs = output[mask], reference[mask]
     return Parity(
         max_abs_diff=float(np.abs(ours - theirs).max()),
@@ -459,7 +468,58 @@ def _logits_wrapper(model: Any, fused: bool = False) -> Any:
     return TokenLogits()
 
 
+def _relevance_wrapper(model: Any, fused: bool = False) -> Any:
+    """A 2-channel token classifier read as a Provence-style cross-encoder: channel 1 at
+    ``[CLS]`` is the passage's relevance logit, channel 0 elsewhere each token's keep logit.
+    One (B, S) output, so nothing but what the compressor reads leaves the graph."""
+    import torch
+
+    class RelevanceLogits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+            return torch.cat([logits[:, :1, 1], logits[:, 1:, 0]], dim=1)
+
+    return RelevanceLogits()
+
+
+def _embedding_wrapper(model: Any, fused: bool = False) -> Any:
+    """Sentence vectors as sentence-transformers makes them: mean of the last hidden states over
+    real tokens, L2-normalised (B, D). Only the encoder runs (any head is skipped)."""
+    import torch
+
+    base = model.base_model
+
+    class MeanPooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.base = base
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            hidden = self.base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            return torch.nn.functional.normalize(pooled, dim=-1)
+
+    return MeanPooled()
+
+
 PROBE_ATTENTION = "ragpress_probe"
 _WRAPPER_IDS = itertools.count()
-_WRAPPERS = {"nll": _nll_wrapper, "token-logits": _logits_wrapper, "attention": _attention_wrapper}
-_OUTPUT = {"nll": "nll", "token-logits": "logits", "attention": "attention"}
+_WRAPPERS = {
+    "nll": _nll_wrapper,
+    "token-logits": _logits_wrapper,
+    "attention": _attention_wrapper,
+    "relevance": _relevance_wrapper,
+    "embedding": _embedding_wrapper,
+}
+_OUTPUT = {
+    "nll": "nll",
+    "token-logits": "logits",
+    "attention": "attention",
+    "relevance": "relevance",
+    "embedding": "embedding",
+}

@@ -1,7 +1,9 @@
 """Model objects compressors hold: the backend (``"onnx"`` or ``"torch"``) is an argument.
 
 ``TokenScorer`` gives per-token negative log-likelihoods from a causal LM (role ``nll``);
-``TokenTagger`` gives token-classification logits from an encoder (role ``token-logits``).
+``TokenTagger`` gives token-classification logits from an encoder (role ``token-logits``);
+``RelevanceScorer`` a cross-encoder's relevance and keep logits (role ``relevance``);
+``SentenceEmbedder`` pooled sentence vectors (role ``embedding``).
 Both take lists of token id sequences and return one array per sequence.
 """
 
@@ -15,14 +17,21 @@ from typing import Any, Literal
 import numpy as np
 
 from ragpress.onnx.catalogue import ModelSpec, Role, get_spec
-from ragpress.onnx.runtime import Device, _trim, active_device, create_session, run_batches
+from ragpress.onnx.runtime import (
+    Device,
+    _row_axis,
+    _trim,
+    active_device,
+    create_session,
+    run_batches,
+)
 
 Backend = Literal["onnx", "torch"]
 
 
 class _RoleModel:
     role: Role
-    sequence_axis: int = 1  # of the batched output
+    sequence_axis: int | None = 1  # of the batched output (None: no sequence axis)
 
     def __init__(
         self,
@@ -91,7 +100,7 @@ class _RoleModel:
                 ).numpy()
                 for row, index in enumerate(batch.indices):
                     outputs[index] = _trim(
-                        result[row], self.sequence_axis - 1, len(sequences[index])
+                        result[row], _row_axis(self.sequence_axis), len(sequences[index])
                     )
         return outputs  # type: ignore[return-value]
 
@@ -132,6 +141,32 @@ class AttentionRows(_RoleModel):
 
     def rows(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
         return self.run(sequences)
+
+
+class RelevanceScorer(_RoleModel):
+    """A cross-encoder over ``[CLS] question [SEP] passage [SEP]``: per sequence (S,), the
+    passage's relevance logit at position 0 and each token's keep logit after it."""
+
+    role: Role = "relevance"
+
+    def __init__(self, model: str | ModelSpec = "minilm-l6-relevance", **options: Any) -> None:
+        super().__init__(model, **options)
+
+    def logits(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        return self.run(sequences)
+
+
+class SentenceEmbedder(_RoleModel):
+    """Mean-pooled, L2-normalised sentence vectors (D,) of an encoder."""
+
+    role: Role = "embedding"
+    sequence_axis: int | None = None
+
+    def __init__(self, model: str | ModelSpec = "minilm-l6", **options: Any) -> None:
+        super().__init__(model, **options)
+
+    def vectors(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        return np.stack(self.run(sequences)) if sequences else np.zeros((0, 0))
 
 
 def _load_tokenizer(folder: Path) -> Any:

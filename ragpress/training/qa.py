@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -322,6 +322,88 @@ def _average_linkage(similarity: np.ndarray, stop: float) -> list[list[int]]:
         size[first] += size[second]
         groups[int(first)] += groups.pop(int(second))
     return list(groups.values())
+
+
+Setting = Literal["other-article", "same-article", "gold-only", "unanswerable"]
+#: The development settings of the relevance issue: (a) gold + distractors from other articles,
+#: (b) gold + passages of its own article (hard: same topic, same names), (c) the gold passage
+#: alone, (d) an unanswerable question (SQuAD 2.0 "unknown") over its own passage + (b)-style
+#: neighbours: nothing in it holds an answer.
+SETTINGS: tuple[Setting, ...] = ("other-article", "same-article", "gold-only", "unanswerable")
+
+
+def load_setting(
+    split: Split, setting: Setting, n: int | None = None, distractors: int = 4, seed: int = 0
+) -> list[QAItem]:
+    """Items of one development setting (see ``SETTINGS``); unanswerable items have no answers."""
+    if setting == "other-article":
+        return load_items(split, n, distractors, seed)
+    if setting == "gold-only":
+        return [replace(item, distractors=[]) for item in load_items(split, n, 0, seed)]
+    if setting == "same-article":
+        items = load_items(split, None, 0, seed)
+        chosen = [
+            replace(
+                item,
+                distractors=same_article_passages(
+                    item.gold, item.answers, distractors, seed, item.id
+                ),
+            )
+            for item in items
+        ]
+        return [item for item in chosen if len(item.distractors) == distractors][:n]
+    if setting == "unanswerable":
+        items = [
+            QAItem(
+                item_id,
+                question,
+                [],
+                gold,
+                same_article_passages(gold, [], distractors, seed, item_id),
+            )
+            for item_id, question, gold in unanswerable_questions(split)
+        ]
+        random.Random(seed).shuffle(items)
+        return items[:n]
+    raise ValueError(f"setting must be one of {', '.join(SETTINGS)}; got {setting!r}")
+
+
+def same_article_passages(
+    gold: str, answers: list[str], count: int, seed: int, key: str
+) -> list[str]:
+    """Up to ``count`` other passages of ``gold``'s pseudo-article (same split) that hold none of
+    ``answers``: hard negatives, on the question's topic."""
+    articles, _, index = _passage_index()
+    needles = [_normalise(answer) for answer in answers]
+    split = split_of(gold)
+    eligible = [
+        passage
+        for passage, row in index.items()
+        if passage != gold
+        and articles[row] == articles[index[gold]]
+        and split_of(passage) == split
+        and not any(_contains_word(_normalise(passage), needle) for needle in needles)
+    ]
+    return random.Random(f"{seed}:same:{key}").sample(eligible, min(count, len(eligible)))
+
+
+@lru_cache(maxsize=1)
+def _unanswerable() -> tuple[tuple[str, str, str], ...]:
+    """``(id, question, passage)`` of every ``disfl_qa`` question marked unanswerable whose
+    passage is one of the answerable items' passages (so it has a pseudo-article)."""
+    known = _passage_index()[2]
+    found = []
+    for index, example in enumerate(task_examples("disfl_qa")):
+        target = str(example.get("target", "")).strip().lower()
+        split = _split_input(str(example.get("input", "")))
+        if target in UNANSWERABLE and split is not None and split[1] in known:
+            found.append((f"disfl_qa-{index}", split[0], split[1]))
+    return tuple(found)
+
+
+def unanswerable_questions(split: Split) -> list[tuple[str, str, str]]:
+    """The unanswerable ``(id, question, passage)`` triples whose passage is in ``split``."""
+    return [row for row in _unanswerable() if split_of(row[2]) == split]
 
 
 def main() -> None:

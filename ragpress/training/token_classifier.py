@@ -325,13 +325,21 @@ def train(
     return stats
 
 
-def save_delta(model: Any, names: Sequence[str], output: Path, stats: dict[str, Any]) -> None:
+def save_delta(
+    model: Any,
+    names: Sequence[str],
+    output: Path,
+    stats: dict[str, Any],
+    *,
+    labels: dict[int, str] = LABELS,
+) -> None:
     """The trained tensors as fp16 safetensors; the config changes and stats in its metadata."""
     from safetensors.torch import save_file
 
     state = model.state_dict()
     tensors = {name: state[name].detach().to("cpu").half().contiguous() for name in names}
-    config = {"num_labels": 2, "id2label": LABELS, "label2id": _label_ids()}
+    label2id = {label: index for index, label in labels.items()}
+    config = {"num_labels": len(labels), "id2label": labels, "label2id": label2id}
     output.parent.mkdir(parents=True, exist_ok=True)
     save_file(
         tensors, str(output), metadata={"config": json.dumps(config), "stats": json.dumps(stats)}

@@ -1,0 +1,190 @@
+"""The relevance pruner against every query-aware method on harder settings, and its cost.
+
+Run: ``python -m bench.relevance [--items 30] [--split test] [--reader-items 0]``.
+
+Settings (``ragpress.training.qa.SETTINGS``, TEST split by passage: the relevance model trains on
+the train split and its threshold was chosen on dev): (a) ``other-article``: the gold passage
+among 4 passages of other articles; (b) ``same-article``: among 4 passages of its own article
+without the answer (same topic, same names); (c) ``gold-only``; (d) ``unanswerable``: a SQuAD 2.0
+question its passage cannot answer, with 4 passages of the same article.
+
+For (a)-(c), each method compresses each item at 2x / 4x / 8x / 16x (``rate`` 1/2 ... 1/16):
+answer survival, achieved ratio, ms per item. Methods that size themselves (``relevance`` with no
+budget, ``ib-filter``) also run at their own size. On (d), and on every setting for the
+self-sizing methods: how often each returns nothing, and the share of tokens it keeps.
+
+Cost: methods whose scores do not depend on the rate reuse the forward of their first rate
+(``bench.quality.reuse_forwards``), so their ms is the first call's; ``entropy`` and pipelines
+run every rate in full, so their ms per target is real. Then ``relevance`` and
+``embedding-similarity`` are timed in turns on the same inputs (4x, fresh compressors, no
+reuse), the ratio of their totals being the speed comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import ragpress
+from bench.harness import measure_interleaved, warm_up, write_results
+from bench.quality import reuse_forwards
+from ragpress.training.qa import SETTINGS, QAItem, answer_survives, load_setting
+
+TARGETS = {"2x": 1 / 2, "4x": 1 / 4, "8x": 1 / 8, "16x": 1 / 16}
+ANSWERABLE = ("other-article", "same-article", "gold-only")
+#: Methods whose output for one item changes with the rate only through selection.
+RATE_FREE = {"relevance", "embedding-similarity", "attention-probe", "ib-filter", "random"}
+SELF_SIZED = {"relevance": "threshold", "ib-filter": "own size"}
+DEFAULT_METHODS = (
+    "relevance",
+    "embedding-similarity",
+    "entropy",
+    "relevance+entropy",
+    "attention-probe",
+    "ib-filter",
+    "random",
+)
+
+
+def run_method(
+    name: str, items_by_setting: dict[str, list[QAItem]], targets: dict[str, float]
+) -> list[dict[str, Any]]:
+    """Rows of one method over every setting and target (and its own size, if it has one)."""
+    compressor = ragpress.get_compressor(name)
+    warm_up(compressor)
+    if name in RATE_FREE:
+        reuse_forwards(compressor)
+    rows = []
+    for setting, items in items_by_setting.items():
+        plans: list[tuple[str, float | None]] = []
+        if setting in ANSWERABLE:
+            plans += list(targets.items())
+        if name in SELF_SIZED:
+            plans.append((SELF_SIZED[name], None))
+        for target, rate in plans:
+            rows.append(_row(compressor, name, setting, target, rate, items))
+            _progress(rows[-1])
+    return rows
+
+
+def _row(
+    compressor: Any,
+    name: str,
+    setting: str,
+    target: str,
+    rate: float | None,
+    items: list[QAItem],
+) -> dict[str, Any]:
+    survived, original, kept, empty, seconds = 0, 0, 0, 0, []
+    for item in items:
+        started = time.perf_counter()
+        result = compressor.compress(item.documents(), item.question, rate=rate)
+        seconds.append(time.perf_counter() - started)
+        survived += bool(item.answers) and answer_survives(item, result.text)
+        original, kept = original + result.original_tokens, kept + result.compressed_tokens
+        empty += result.is_empty
+    return {
+        "method": name,
+        "setting": setting,
+        "target": target,
+        "items": len(items),
+        "answer_survives_%": round(100 * survived / len(items), 1)
+        if setting in ANSWERABLE
+        else None,
+        "achieved_ratio": round(original / kept, 2) if kept else None,
+        "kept_tokens_%": round(100 * kept / max(original, 1), 1),
+        "returns_nothing_%": round(100 * empty / len(items), 1),
+        "ms_per_item": round(1000 * statistics.fmean(seconds), 1),
+    }
+
+
+def _progress(row: dict[str, Any]) -> None:
+    print(
+        f"{row['method']:>24} {row['setting']:>14} {row['target']:>9}: "
+        f"survives {row['answer_survives_%']}%, ratio {row['achieved_ratio']}, "
+        f"nothing {row['returns_nothing_%']}%, {row['ms_per_item']} ms",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def speed_rows(items: list[QAItem], repeats: int = 1) -> list[dict[str, Any]]:
+    """``relevance`` and ``embedding-similarity`` timed in turns on the same items at 4x."""
+    compressors = {
+        name: ragpress.get_compressor(name) for name in ("relevance", "embedding-similarity")
+    }
+    for compressor in compressors.values():
+        warm_up(compressor)
+    totals = {name: 0.0 for name in compressors}
+    tokens = sum(ragpress.get_compressor("first-k").tokenizer.count(i.context()) for i in items)
+    for item in items:
+        timings = measure_interleaved(
+            {
+                name: (lambda c=c, i=item: c.compress(i.documents(), i.question, rate=0.25))
+                for name, c in compressors.items()
+            },
+            warmup=0,
+            repeats=repeats,
+        )
+        for name, timing in timings.items():
+            totals[name] += timing.mean_ms
+    return [
+        {
+            "method": name,
+            "items": len(items),
+            "ms_per_item": round(total / len(items), 1),
+            "ms_per_1k_tokens": round(1000 * total / max(tokens, 1), 1),
+            "time_vs_embedding_similarity": round(total / totals["embedding-similarity"], 2),
+        }
+        for name, total in totals.items()
+    ]
+
+
+def reader_rows(items: list[QAItem], methods: Sequence[str], rate: float) -> list[dict[str, Any]]:
+    """The Qwen2.5-0.5B reader's EM / F1 from the original and from each method's contexts."""
+    from bench.reader import ORIGINAL, Reader, evaluate
+
+    contexts = {ORIGINAL: [item.context() for item in items]}
+    for name in methods:
+        compressor = ragpress.get_compressor(name)
+        contexts[name] = [
+            compressor.compress(item.documents(), item.question, rate=rate).text for item in items
+        ]
+    return evaluate(items, contexts, Reader())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=30, help="items per setting")
+    parser.add_argument("--split", default="test", choices=("dev", "test"))
+    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS)
+    parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
+    parser.add_argument("--speed-items", type=int, default=30)
+    parser.add_argument("--reader-items", type=int, default=0)
+    parser.add_argument("--name", default="relevance")
+    args = parser.parse_args(argv)
+    items = {s: load_setting(args.split, s, args.items) for s in args.settings}  # type: ignore[arg-type]
+    targets = {t: TARGETS[t] for t in args.targets}
+    rows = [row for name in args.methods for row in run_method(name, items, targets)]
+    extra: dict[str, Any] = {}
+    if args.speed_items and "other-article" in items:
+        speed_items = load_setting(args.split, "other-article", args.speed_items)
+        extra["speed (4x, in turns, ONNX fp32 both)"] = speed_rows(speed_items)
+    if args.reader_items:
+        reader_items = load_setting(args.split, "other-article", args.reader_items)
+        extra["reader (Qwen2.5-0.5B, 4x contexts, other-article)"] = reader_rows(
+            reader_items, ["relevance", "embedding-similarity", "entropy"], 0.25
+        )
+    command = "python -m bench.relevance " + shlex.join(sys.argv[1:] if argv is None else argv)
+    for path in write_results(args.name, rows, command.strip(), extra):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""Relevance pruning (Provence): one cross-encoder pass that reranks documents and prunes
+sentences for a question.
+
+After "Provence: efficient and robust context pruning for retrieval-augmented generation"
+(Chirkova et al., ICLR 2025); our own code and our own model. A MiniLM cross-encoder reads
+``[CLS] question [SEP] passage [SEP]`` and gives every passage token a keep logit and the passage
+a relevance logit at ``[CLS]``, from the same forward. Passages longer than the window go in
+sentence-aligned windows; every window of every document of every request runs in one batched
+call. A sentence's score is the mean keep probability of its tokens (Provence's sentence
+rounding); a document's relevance is the highest of its windows'.
+
+What survives:
+
+* ``rate`` / ``target_tokens``: the best sentences until the budget (counted in the target
+  tokenizer), kept in their original order;
+* neither: every sentence scoring at least ``threshold`` (default ``DEFAULT_THRESHOLD``): the
+  context decides how much survives, and noise-only retrieval keeps nothing
+  (``result.is_empty``).
+
+``result.document_scores`` holds each document's relevance probability; ``rerank=True`` joins
+the kept documents in ``result.text`` by descending relevance (``result.documents`` stays
+aligned with the input). The default model, ``minilm-l6-relevance``, is ragpress's own
+(``ragpress train relevance``), shipped as a delta over the package-shipped MiniLM.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from ragpress.base import Compressor
+from ragpress.compressors.token_classifier import EncodedDoc, chunk_bounds, encode_words
+from ragpress.registry import register
+from ragpress.selection import Units
+from ragpress.text import trimmed_sentence_spans
+from ragpress.types import DOCUMENT_SEPARATOR, CompressionRequest, CompressionResult
+
+DEFAULT_MODEL = "minilm-l6-relevance"
+#: Keep probability a sentence needs when no budget is given (chosen on dev items).
+DEFAULT_THRESHOLD = 0.5
+#: Question sub-words in front of every window (as in training; longer questions are cut).
+MAX_QUERY_TOKENS = 48
+
+
+@dataclass
+class _Window:
+    """One model input: sub-words ``[start, end)`` of document ``doc`` of request ``request``."""
+
+    request: int
+    doc: int
+    start: int
+    end: int
+
+
+@register("relevance", aliases=("provence", "pruner"))
+class RelevanceCompressor(Compressor):
+    default_rate = None
+    requires_query = True
+
+    def __init__(
+        self,
+        *,
+        model: str = DEFAULT_MODEL,
+        threshold: float | None = None,
+        rerank: bool = False,
+        max_length: int = 256,
+        backend: Literal["onnx", "torch"] = "onnx",
+        variant: str = "fp32",
+        batch_size: int = 16,
+        device: str = "auto",
+        threads: int | None = None,
+        target_tokenizer: Any = None,
+    ) -> None:
+        super().__init__(target_tokenizer=target_tokenizer)
+        if threshold is not None and not (0.0 <= threshold <= 1.0):
+            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 64:
+            raise ValueError(f"max_length must be an int >= 64, got {max_length!r}")
+        from ragpress.onnx.models import RelevanceScorer
+
+        self.scorer = RelevanceScorer(
+            model,
+            backend=backend,
+            variant=variant,
+            device=device,
+            threads=threads,
+            batch_size=batch_size,
+        )
+        self.threshold, self.rerank, self.max_length = threshold, bool(rerank), max_length
+        tokenizer = self.scorer.tokenizer
+        self._cls, self._sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {
+            **super().settings,
+            **self.scorer.settings,
+            "threshold": self.threshold,
+            "rerank": self.rerank,
+            "max_length": self.max_length,
+        }
+
+    # -- model ---------------------------------------------------------------------------
+
+    def score(
+        self, requests: Sequence[CompressionRequest]
+    ) -> list[list[tuple[EncodedDoc, np.ndarray, float]]]:
+        """Per request, per document: its sub-words, their keep probabilities and the
+        document's relevance probability, from one batched run over every window."""
+        tokenizer = self.scorer.tokenizer
+        questions = tokenizer(
+            [(r.query or "").strip() for r in requests], add_special_tokens=False
+        )["input_ids"]
+        questions = [q[:MAX_QUERY_TOKENS] for q in questions]
+        docs = [encode_words(tokenizer, list(r.documents)) for r in requests]
+        windows = [
+            _Window(r, d, a, b)
+            for r, request_docs in enumerate(docs)
+            for d, doc in enumerate(request_docs)
+            for a, b in chunk_bounds(doc, self.max_length - len(questions[r]) - 3)
+        ]
+        logits = self.scorer.logits(
+            [
+                [self._cls, *questions[w.request], self._sep, *_ids(docs, w), self._sep]
+                for w in windows
+            ]
+        )
+        keep = [[np.zeros(len(doc.ids)) for doc in request_docs] for request_docs in docs]
+        relevance = [[0.0] * len(request_docs) for request_docs in docs]
+        for window, row in zip(windows, logits, strict=True):
+            head = len(questions[window.request]) + 2
+            probs = _sigmoid(row)
+            keep[window.request][window.doc][window.start : window.end] = probs[
+                head : head + window.end - window.start
+            ]
+            best = relevance[window.request][window.doc]
+            relevance[window.request][window.doc] = max(best, float(probs[0]))
+        return [
+            list(zip(docs[r], keep[r], relevance[r], strict=True)) for r in range(len(requests))
+        ]
+
+    # -- compression ---------------------------------------------------------------------
+
+    def _compress_batch(self, requests: Sequence[CompressionRequest]) -> list[CompressionResult]:
+        for request in requests:
+            if not request.is_empty and not (request.query and request.query.strip()):
+                raise ValueError("relevance is query-aware: pass a query")
+        live = [i for i, request in enumerate(requests) if not request.is_empty]
+        started = time.perf_counter()
+        scored = self.score([requests[i] for i in live])
+        forward = (time.perf_counter() - started) / max(1, len(live))
+        results = [self.passthrough(request) for request in requests]
+        for i, per_doc in zip(live, scored, strict=True):
+            results[i] = self._compress_one(requests[i], per_doc)
+            results[i].timings["forward"] = forward
+        return results
+
+    def _compress_one(
+        self, request: CompressionRequest, per_doc: list[tuple[EncodedDoc, np.ndarray, float]]
+    ) -> CompressionResult:
+        units = Units.concat(
+            [_sentence_units(index, doc, probs) for index, (doc, probs, _) in enumerate(per_doc)]
+        )
+        threshold = self.threshold
+        if request.rate is None and request.target_tokens is None and threshold is None:
+            threshold = DEFAULT_THRESHOLD
+        if threshold is not None:  # an explicit threshold also bounds a budgeted selection
+            units = _subset(units, units.score >= threshold)
+        result = self.keep_best(request, units, threshold=-np.inf)
+        scores = [relevance for _, _, relevance in per_doc]
+        result.document_scores = scores
+        if self.rerank and result.documents is not None:
+            order = sorted(range(len(scores)), key=lambda d: -scores[d])
+            result.text = DOCUMENT_SEPARATOR.join(
+                result.documents[d] for d in order if result.documents[d]
+            )
+        return result
+
+
+def _ids(docs: list[list[EncodedDoc]], window: _Window) -> list[int]:
+    return docs[window.request][window.doc].ids[window.start : window.end].tolist()
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+
+
+def _sentence_units(index: int, doc: EncodedDoc, probs: np.ndarray) -> Units:
+    """The document's sentences, each scored by the mean keep probability of its sub-words
+    (a sentence with no sub-word, e.g. only characters the encoder drops, scores 0)."""
+    spans = trimmed_sentence_spans(doc.text)
+    starts = doc.words[doc.word, 0] if len(doc.ids) else np.zeros(0, dtype=np.int64)
+    bounds = np.asarray([a for a, _ in spans], dtype=np.int64)
+    sentence = np.searchsorted(bounds, starts, side="right") - 1
+    total = np.bincount(sentence[sentence >= 0], probs[sentence >= 0], minlength=len(spans))
+    count = np.bincount(sentence[sentence >= 0], minlength=len(spans))
+    score = np.where(count > 0, total / np.maximum(count, 1), 0.0)
+    return Units.from_spans([(index, a, b) for a, b in spans], score)
+
+
+def _subset(units: Units, mask: np.ndarray) -> Units:
+    return Units(units.doc[mask], units.start[mask], units.end[mask], units.score[mask],
+                 units.forced[mask])  # fmt: skip

@@ -1,0 +1,376 @@
+"""Train ragpress's relevance model: a MiniLM cross-encoder that prunes and reranks (Provence).
+
+Recipe (``ragpress train relevance``; data from the bigbench archive on PyPI, on CPU):
+
+1. Pairs ``(question, passage)`` from the allowed tasks only:
+   * ``disfl_qa``, TRAIN split by passage (dev and test passages are never seen): each answerable
+     question with its gold passage (positive), one passage of the same pseudo-article without
+     the answer (hard negative) and, for half of them, one of another article (easy negative);
+     each unanswerable (SQuAD 2.0) question with its own passage (nothing to keep);
+   * ``contextual_parametric_knowledge_conflicts`` (Natural Questions passages): each question
+     with its passage, and for half of them a passage of another question without the answer.
+2. Labels: a sentence is kept when it holds an answer (case-insensitive, whole words); every
+   sub-word of a kept sentence is labelled 1, of any other passage sentence 0, the question's
+   -100 (ignored). The ``[CLS]`` position carries the passage label: 1 when any sentence is kept.
+3. Model: the package-shipped all-MiniLM-L6 with a 2-channel token-classification head: channel 0
+   is the keep logit of each passage token, channel 1 read at ``[CLS]`` is the relevance logit
+   (two independent linear heads, as the two rows of one layer). The top ``train_layers`` encoder
+   layers and the head are trained (embeddings and lower layers frozen); loss: binary
+   cross-entropy on both.
+4. Ship: the trained tensors as fp16 safetensors (the delta the ``minilm-l6-relevance`` catalogue
+   entry applies onto the packaged MiniLM); ONNX export (fp32, int8) with parity checks.
+
+No teacher soft labels: the labels are the gold answers' sentences (see the issue note).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ragpress.compressors.token_classifier import chunk_bounds, encode_words
+from ragpress.text import trimmed_sentence_spans
+from ragpress.training.qa import (
+    _answers_in,
+    _contains_word,
+    _normalise,
+    _split_input,
+    load_setting,
+    split_of,
+    task_examples,
+)
+
+BASE = "minilm-l6"
+SHIPPED = Path(__file__).resolve().parents[1] / "data" / "minilm-l6-relevance.safetensors"
+LABELS = {0: "keep", 1: "relevant"}
+#: Question sub-words kept in front of every window (longer questions are cut).
+MAX_QUERY_TOKENS = 48
+KEEP, RELEVANT = 0, 1
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One training pair: a question, a passage, the answers that passage holds (none: all 0)."""
+
+    question: str
+    passage: str
+    answers: tuple[str, ...]
+    kind: str
+
+
+def disfl_pairs(split: str, seed: int) -> list[Pair]:
+    """Gold, same-article and other-article passages of answerable questions; unanswerable ones."""
+    rng = random.Random(seed)
+    pairs = []
+    for item in load_setting(split, "other-article", distractors=1, seed=seed):  # type: ignore[arg-type]
+        answers = tuple(item.answers)
+        pairs.append(Pair(item.question, item.gold, answers, "gold"))
+        if rng.random() < 0.5 and item.distractors:
+            pairs.append(Pair(item.question, item.distractors[0], (), "other-article"))
+    for item in load_setting(split, "same-article", distractors=1, seed=seed):  # type: ignore[arg-type]
+        pairs.append(Pair(item.question, item.distractors[0], (), "same-article"))
+    for item in load_setting(split, "unanswerable", distractors=0, seed=seed):  # type: ignore[arg-type]
+        pairs.append(Pair(item.question, item.gold, (), "unanswerable"))
+    return pairs
+
+
+def conflict_pairs(limit: int | None, seed: int, *, dev: bool = False) -> list[Pair]:
+    """Natural Questions pairs from ``contextual_parametric_knowledge_conflicts`` (its passages'
+    dev bucket held out for validation), with an other-passage negative for half of them."""
+    parsed = []
+    for example in task_examples("contextual_parametric_knowledge_conflicts"):
+        split = _split_input(str(example.get("input", "")))
+        if split is None:
+            continue
+        question, passage = split
+        answers = _answers_in(passage, example.get("target"))
+        if question and answers and (split_of(passage) == "dev") == dev:
+            parsed.append((question, passage, tuple(answers)))
+    rng = random.Random(seed)
+    rng.shuffle(parsed)
+    parsed = parsed[:limit] if limit is not None else parsed
+    pairs = []
+    for question, passage, answers in parsed:
+        pairs.append(Pair(question, passage, answers, "nq-gold"))
+        if rng.random() < 0.5:
+            other = parsed[rng.randrange(len(parsed))][1]
+            if not any(_contains_word(_normalise(other), _normalise(a)) for a in answers):
+                pairs.append(Pair(question, other, (), "nq-other"))
+    return pairs
+
+
+def kept_sentences(passage: str, answers: Sequence[str]) -> list[tuple[int, int]]:
+    """The sentences of ``passage`` that hold an answer (the keep label)."""
+    needles = [_normalise(answer) for answer in answers if answer.strip()]
+    return [
+        (a, b)
+        for a, b in trimmed_sentence_spans(passage)
+        if any(_contains_word(_normalise(passage[a:b]), needle) for needle in needles)
+    ]
+
+
+@dataclass
+class Example:
+    ids: list[int]
+    keep: list[float]  # per position; -100 where ignored (question, special tokens)
+    relevant: float
+
+
+def build_examples(
+    tokenizer: Any, pairs: Sequence[Pair], max_length: int
+) -> tuple[list[Example], dict[str, Any]]:
+    """Sentence-aligned windows ``[CLS] question [SEP] passage [SEP]`` with their labels."""
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    questions = tokenizer([p.question for p in pairs], add_special_tokens=False)["input_ids"]
+    docs = encode_words(tokenizer, [p.passage for p in pairs])
+    examples = []
+    for pair, question, doc in zip(pairs, questions, docs, strict=True):
+        question = question[:MAX_QUERY_TOKENS]
+        kept = kept_sentences(pair.passage, pair.answers)
+        starts = doc.words[doc.word, 0]
+        token_keep = np.zeros(len(doc.ids))
+        for a, b in kept:
+            token_keep[(starts >= a) & (starts < b)] = 1.0
+        for a, b in chunk_bounds(doc, max_length - len(question) - 3):
+            window = token_keep[a:b]
+            head = [cls, *question, sep]
+            examples.append(
+                Example(
+                    [*head, *doc.ids[a:b].tolist(), sep],
+                    [-100.0] * len(head) + window.tolist() + [-100.0],
+                    float(window.any()),
+                )
+            )
+    kinds: dict[str, int] = {}
+    for pair in pairs:
+        kinds[pair.kind] = kinds.get(pair.kind, 0) + 1
+    labelled = [v for e in examples for v in e.keep if v >= 0]
+    stats = {
+        "pairs": kinds,
+        "windows": len(examples),
+        "relevant_windows": round(float(np.mean([e.relevant for e in examples])), 4),
+        "kept_token_share": round(float(np.mean(labelled)), 4) if labelled else 0.0,
+        "tokens": sum(len(e.ids) for e in examples),
+    }
+    return examples, stats
+
+
+def _batches(examples: Sequence[Example], size: int, rng: random.Random) -> list[list[Example]]:
+    """Length-sorted batches (little padding) in shuffled order."""
+    order = sorted(examples, key=lambda e: len(e.ids))
+    batches = [list(order[i : i + size]) for i in range(0, len(order), size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _tensors(batch: Sequence[Example], pad_id: int) -> tuple[Any, Any, Any, Any]:
+    import torch
+
+    width = max(len(e.ids) for e in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    keep = torch.full((len(batch), width), -100.0)
+    for row, example in enumerate(batch):
+        n = len(example.ids)
+        ids[row, :n] = torch.tensor(example.ids)
+        mask[row, :n] = 1
+        keep[row, :n] = torch.tensor(example.keep)
+    relevant = torch.tensor([e.relevant for e in batch])
+    return ids, mask, keep, relevant
+
+
+def loss_of(logits: Any, keep: Any, relevant: Any, relevance_weight: float) -> Any:
+    """Binary cross-entropy of the keep channel on passage tokens plus that of the relevance
+    channel at ``[CLS]``."""
+    import torch.nn.functional as F
+
+    labelled = keep >= 0
+    token_loss = F.binary_cross_entropy_with_logits(logits[..., KEEP][labelled], keep[labelled])
+    passage_loss = F.binary_cross_entropy_with_logits(logits[:, 0, RELEVANT], relevant)
+    return token_loss + relevance_weight * passage_loss
+
+
+def evaluate(model: Any, examples: Sequence[Example], pad_id: int) -> dict[str, float]:
+    """ROC AUC of the token keep probability and of the window relevance, on dev windows."""
+    import torch
+
+    from ragpress.training.logistic import roc_auc
+
+    token_p, token_y, window_p, window_y = [], [], [], []
+    model.eval()
+    with torch.inference_mode():
+        for batch in _batches(examples, 32, random.Random(0)):
+            ids, mask, keep, relevant = _tensors(batch, pad_id)
+            logits = model(input_ids=ids, attention_mask=mask).logits
+            token_p.append(logits[..., KEEP][keep >= 0].numpy())
+            token_y.append(keep[keep >= 0].numpy())
+            window_p.append(logits[:, 0, RELEVANT].numpy())
+            window_y.append(relevant.numpy())
+    return {
+        "token_auc": round(roc_auc(np.concatenate(token_y), np.concatenate(token_p)), 4),
+        "passage_auc": round(roc_auc(np.concatenate(window_y), np.concatenate(window_p)), 4),
+    }
+
+
+def _trainable(model: Any, train_layers: int) -> list[str]:
+    """The top ``train_layers`` encoder layers and the head; the embeddings and lower layers
+    stay frozen (no gradient flows through them, so a step costs less and the shipped delta
+    holds only what changed)."""
+    layers = model.base_model.encoder.layer
+    first = len(layers) - train_layers
+    names = []
+    for name, parameter in model.named_parameters():
+        top = any(f"encoder.layer.{i}." in name for i in range(first, len(layers)))
+        parameter.requires_grad = top or name.startswith("classifier.")
+        if parameter.requires_grad:
+            names.append(name)
+    return names
+
+
+def training_pairs(seed: int, conflicts: int, limit: int | None = None) -> list[Pair]:
+    """``disfl_qa`` train pairs and ``conflicts`` Natural Questions ones, a seeded sample of
+    ``limit`` of them (all kinds in proportion) when given."""
+    pairs = disfl_pairs("train", seed) + conflict_pairs(conflicts, seed)
+    random.Random(seed).shuffle(pairs)
+    return pairs[:limit] if limit is not None else pairs
+
+
+def dev_pairs(seed: int, limit: int) -> list[Pair]:
+    pairs = disfl_pairs("dev", seed)
+    random.Random(seed).shuffle(pairs)
+    return pairs[:limit]
+
+
+def train(
+    *,
+    conflicts: int = 6000,
+    pairs: int | None = 5000,
+    dev_limit: int = 300,
+    epochs: int = 1,
+    train_layers: int = 4,
+    batch_size: int = 16,
+    lr: float = 1.5e-4,
+    relevance_weight: float = 1.0,
+    max_length: int = 160,
+    seed: int = 0,
+    threads: int = 2,
+    output: Path = SHIPPED,
+    export: bool = True,
+    max_steps: int | None = 220,
+) -> dict[str, Any]:
+    """Pairs, labels, fine-tuning, the fp16 delta and the ONNX export, end to end."""
+    import torch
+
+    from ragpress.onnx.catalogue import get_spec
+    from ragpress.onnx.sources import load_tokenizer, weights_folder
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+    base = get_spec(BASE)
+    tokenizer = load_tokenizer(base)
+    train_set, train_stats = build_examples(
+        tokenizer, training_pairs(seed, conflicts, pairs), max_length
+    )
+    dev_set, dev_stats = build_examples(tokenizer, dev_pairs(seed, dev_limit), max_length)
+    labelled = time.perf_counter()
+    tqdm.write(json.dumps({"train": train_stats, "dev": dev_stats}))
+    from transformers import AutoModelForTokenClassification
+
+    model = AutoModelForTokenClassification.from_pretrained(
+        weights_folder(base),
+        num_labels=2,
+        id2label=LABELS,
+        label2id=_label_ids(),
+        use_safetensors=True,
+        trust_remote_code=False,
+    )
+    names = _trainable(model, train_layers)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    rng = random.Random(seed)
+    per_epoch = len(_batches(train_set, batch_size, random.Random(seed)))
+    steps = min(epochs * per_epoch, max_steps or epochs * per_epoch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps, pct_start=0.1)
+    pad = tokenizer.pad_token_id or 0
+    history: list[dict[str, Any]] = [{"epoch": 0, **evaluate(model, dev_set, pad)}]
+    tqdm.write(json.dumps(history[-1]))
+    done = 0
+    for epoch in range(epochs):
+        model.train()
+        losses = []
+        batches = _batches(train_set, batch_size, rng)[: steps - done]
+        for batch in tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}"):
+            ids, mask, keep, relevant = _tensors(batch, pad)
+            logits = model(input_ids=ids, attention_mask=mask).logits
+            loss = loss_of(logits, keep, relevant, relevance_weight)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+            losses.append(loss.item())
+        done += len(batches)
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "steps": done,
+                "loss": round(float(np.mean(losses)), 4),
+                **evaluate(model, dev_set, pad),
+            }
+        )
+        tqdm.write(json.dumps(history[-1]))
+        if done >= steps:
+            break
+    trained = time.perf_counter()
+    stats: dict[str, Any] = {
+        "recipe": {
+            "labels": "sentences holding a gold answer; [CLS] = passage holds one",
+            "conflicts": conflicts,
+            "pairs": pairs,
+            "epochs": epochs,
+            "train_layers": train_layers,
+            "steps": done,
+            "batch_size": batch_size,
+            "lr": lr,
+            "relevance_weight": relevance_weight,
+            "max_length": max_length,
+            "seed": seed,
+        },
+        "train_labels": train_stats,
+        "dev_labels": dev_stats,
+        "history": history,
+        "minutes": {
+            "labels": round((labelled - started) / 60, 1),
+            "training": round((trained - labelled) / 60, 1),
+        },
+    }
+    from ragpress.training.token_classifier import save_delta
+
+    save_delta(model, names, output, stats, labels=LABELS)
+    stats["output"], stats["output_bytes"] = str(output), output.stat().st_size
+    if export:
+        stats["export"] = export_graphs()
+    stats["minutes"]["total"] = round((time.perf_counter() - started) / 60, 1)
+    return stats
+
+
+def _label_ids() -> dict[str, int]:
+    return {label: index for index, label in LABELS.items()}
+
+
+def export_graphs() -> dict[str, Any]:
+    """Export ``minilm-l6-relevance`` again (fp32 and int8) and return the parity figures."""
+    from ragpress.onnx.export import MANIFEST, prepare
+
+    parity = {}
+    for variant in ("fp32", "int8"):
+        folder = prepare("minilm-l6-relevance", "relevance", variant, force=True)  # type: ignore[arg-type]
+        parity[variant] = json.loads((folder / MANIFEST).read_text())["parity"]
+    return parity

@@ -1,0 +1,139 @@
+"""The relevance pruner: sentence rounding, budgets, thresholds, reranking, windows, and the real
+shipped cross-encoder on real passages."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+import pytest
+
+import ragpress
+from ragpress.compressors.relevance import _sentence_units
+from ragpress.compressors.token_classifier import EncodedDoc
+
+QUESTION = "What is the first sign of fuel dilution?"
+ANSWER = "a level that rises between services is the first sign of fuel dilution"
+NOISE = [
+    "The Eiffel Tower was completed in 1889 for the World's Fair. It is 330 metres tall.",
+    "Photosynthesis turns light, water and carbon dioxide into sugar and oxygen in plants.",
+]
+
+
+def _sample_documents() -> list[str]:
+    text = resources.files("ragpress.data").joinpath("sample.txt").read_text("utf-8")
+    return [part for part in text.split("\n\n") if part.strip()]
+
+
+def test_sentence_score_is_the_mean_keep_probability_of_its_subwords():
+    text = "One two. Three four five."
+    words = np.array([[0, 3], [4, 7], [7, 8], [9, 14], [15, 19], [20, 24], [24, 25]])
+    doc = EncodedDoc(text, np.arange(8), np.array([0, 1, 2, 3, 4, 5, 5, 6]), words)
+    probs = np.array([0.2, 0.4, 0.6, 1.0, 0.5, 0.0, 0.0, 0.5])
+    units = _sentence_units(3, doc, probs)
+    assert units.doc.tolist() == [3, 3]
+    assert [text[a:b] for a, b in zip(units.start, units.end, strict=True)] == [
+        "One two.",
+        "Three four five.",
+    ]
+    np.testing.assert_allclose(units.score, [0.4, 0.4])
+
+
+@pytest.fixture(scope="module")
+def relevance():
+    return ragpress.get_compressor("relevance")
+
+
+@pytest.mark.real_model
+def test_keeps_the_answer_sentence_of_the_sample_at_a_tight_budget(relevance):
+    documents = _sample_documents()
+    result = relevance.compress(documents, QUESTION, rate=0.1)
+    assert ANSWER in result.text
+    assert result.compressed_tokens <= result.budget_tokens
+    assert result.ratio >= 8
+    for span in result.kept_spans:  # extractive: every kept span is input text
+        assert documents[span.doc][span.start : span.end] in result.text
+
+
+@pytest.mark.real_model
+def test_scores_the_answering_document_highest_and_reranks(relevance):
+    documents = [*NOISE, _sample_documents()[0]]
+    result = relevance.compress(documents, QUESTION, rate=0.5)
+    scores = result.document_scores
+    assert scores is not None and len(scores) == 3
+    assert int(np.argmax(scores)) == 2
+    assert scores[2] > 0.5 > max(scores[:2])
+    reranked = ragpress.get_compressor("relevance", rerank=True)
+    text = reranked.compress(documents, QUESTION, rate=1.0).text
+    assert text.startswith(documents[2][:40])
+    assert reranked.compress(documents, QUESTION, rate=1.0).documents == documents
+
+
+@pytest.mark.real_model
+def test_without_a_budget_noise_only_retrieval_keeps_nothing(relevance):
+    noise = relevance.compress(NOISE, QUESTION)
+    assert noise.is_empty and noise.budget_tokens is None
+    found = relevance.compress([*NOISE, _sample_documents()[0]], QUESTION)
+    assert ANSWER in found.text
+    assert not any(sentence in found.text for sentence in NOISE)
+
+
+@pytest.mark.real_model
+def test_long_documents_go_in_windows_of_one_batched_run(relevance, monkeypatch):
+    filler = " ".join(f"Sentence {i} is about the weather in town number {i}." for i in range(80))
+    long_doc = filler + " " + _sample_documents()[0]
+    calls = []
+    run = relevance.scorer.run
+    monkeypatch.setattr(relevance.scorer, "run", lambda seqs: calls.append(seqs) or run(seqs))
+    results = relevance.compress_batch(
+        [
+            {"context": [long_doc, NOISE[0]], "query": QUESTION, "rate": 0.1},
+            {"context": NOISE[1], "query": "What do plants make?", "rate": 0.5},
+        ]
+    )
+    assert len(calls) == 1 and len(calls[0]) > 3  # the long document needs several windows
+    assert max(len(sequence) for sequence in calls[0]) <= relevance.max_length
+    assert ANSWER in results[0].text
+    assert results[1].text in NOISE[1]
+
+
+@pytest.mark.real_model
+def test_onnx_matches_torch_and_int8_keeps_decisions():
+    documents = _sample_documents()
+    onnx = ragpress.get_compressor("relevance")
+    torch = ragpress.get_compressor("relevance", backend="torch")
+    int8 = ragpress.get_compressor("relevance", variant="int8")
+    a = onnx.compress(documents, QUESTION, rate=0.3)
+    b = torch.compress(documents, QUESTION, rate=0.3)
+    c = int8.compress(documents, QUESTION, rate=0.3)
+    np.testing.assert_allclose(a.document_scores, b.document_scores, atol=1e-3)
+    assert a.kept_spans == b.kept_spans
+    assert ANSWER in c.text
+
+
+@pytest.mark.real_model
+def test_needs_a_query_and_checks_its_options(relevance):
+    with pytest.raises(ValueError, match="query"):
+        relevance.compress(_sample_documents(), None, rate=0.5)
+    with pytest.raises(ValueError, match="threshold"):
+        ragpress.get_compressor("relevance", threshold=1.5)
+    assert ragpress.get_compressor("provence").name == "relevance"
+
+
+@pytest.mark.real_model
+def test_relevance_then_entropy_meets_a_high_ratio():
+    pipeline = ragpress.get_compressor("relevance+entropy")
+    documents = _sample_documents()
+    result = pipeline.compress(documents, QUESTION, rate=1 / 8)
+    assert result.compressed_tokens <= result.budget_tokens
+    assert [stage.method for stage in result.stages] == ["relevance", "entropy"]
+    assert "fuel dilution" in result.text
+
+
+@pytest.mark.real_model
+def test_embedding_similarity_runs_on_onnx_like_torch():
+    onnx = ragpress.get_compressor("embedding-similarity")
+    torch = ragpress.get_compressor("embedding-similarity", backend="torch")
+    texts = [QUESTION, ANSWER, NOISE[0]]
+    np.testing.assert_allclose(onnx.embed(texts), torch.embed(texts), atol=1e-4)
+    assert onnx.settings["backend"] == "onnx"
