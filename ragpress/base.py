@@ -40,6 +40,8 @@ class Compressor(ABC):
     default_rate: ClassVar[float | None] = None
     #: True when the method cannot run without a query: the base class raises before scoring.
     requires_query: ClassVar[bool] = False
+    #: True when building the compressor loads a model (tests mark such methods real_model).
+    loads_model: ClassVar[bool] = False
 
     def __init__(self, *, target_tokenizer: Any = None) -> None:
         self.tokenizer: TargetTokenizer = get_target_tokenizer(target_tokenizer)

@@ -42,6 +42,7 @@ Device = Literal["auto", "cpu", "cuda"]
 class ModelCompressor(Compressor):
     """A compressor backed by one model runner; see the module docstring for the options."""
 
+    loads_model = True
     #: The runner class (``ragpress.onnx.models``): its role picks the exported graph.
     runner_class: ClassVar[type]
     #: The model when none is named.

@@ -64,6 +64,7 @@ class EmbeddingSimilarity(Compressor):
 
     default_rate = 0.5
     requires_query = True
+    loads_model = True
 
     def __init__(self, *, model: str = "minilm-l6", target_tokenizer: Any = None) -> None:
         super().__init__(target_tokenizer=target_tokenizer)
