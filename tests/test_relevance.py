@@ -83,8 +83,8 @@ def test_long_documents_go_in_windows_of_one_batched_run(relevance, monkeypatch)
     filler = " ".join(f"Sentence {i} is about the weather in town number {i}." for i in range(80))
     long_doc = filler + " " + _sample_documents()[0]
     calls = []
-    run = relevance.scorer.run
-    monkeypatch.setattr(relevance.scorer, "run", lambda seqs: calls.append(seqs) or run(seqs))
+    run = relevance.runner.run
+    monkeypatch.setattr(relevance.runner, "run", lambda seqs: calls.append(seqs) or run(seqs))
     results = relevance.compress_batch(
         [
             {"context": [long_doc, NOISE[0]], "query": QUESTION, "rate": 0.1},

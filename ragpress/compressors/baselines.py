@@ -7,11 +7,13 @@ scores alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from ragpress.base import Compressor
+from ragpress.model_compressor import ModelCompressor
+from ragpress.onnx.models import SentenceEmbedder
 from ragpress.registry import register
 from ragpress.selection import Units
 from ragpress.text import trimmed_sentence_spans, word_spans
@@ -28,17 +30,12 @@ class _WordBaseline(Compressor):
     def _scores(self, count: int, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
 
-    def _compress_batch(self, requests: Sequence[CompressionRequest]) -> list[CompressionResult]:
-        rng = np.random.default_rng(self.seed)
-        return [self._one(request, rng) for request in requests]
-
     @property
     def settings(self) -> dict[str, Any]:
         return {**super().settings, "seed": self.seed}
 
-    def _one(self, request: CompressionRequest, rng: np.random.Generator) -> CompressionResult:
-        if request.is_empty:
-            return self.passthrough(request)
+    def _compress(self, request: CompressionRequest) -> CompressionResult:
+        rng = np.random.default_rng(self.seed)  # per request: a batch gives what single calls do
         spans = [(i, a, b) for i, doc in enumerate(request.documents) for a, b in word_spans(doc)]
         units = Units.from_spans(spans)
         units.score = self._scores(len(units), rng)
@@ -62,55 +59,27 @@ class FirstWords(_WordBaseline):
 
 
 @register("embedding-similarity", aliases=("embeddings",))
-class EmbeddingSimilarity(Compressor):
+class EmbeddingSimilarity(ModelCompressor):
     """Keeps the sentences most similar to the query (MiniLM mean-pooled cosine), like
-    LangChain's EmbeddingsFilter; a query-aware baseline for the model compressors. Runs on the
-    same ONNX session factory as the model compressors (``backend="torch"`` for PyTorch)."""
+    LangChain's EmbeddingsFilter; a query-aware baseline for the model compressors. It runs on
+    the same ONNX session factory as they do (model options: ``ragpress.model_compressor``)."""
 
+    runner_class = SentenceEmbedder
+    default_model = "minilm-l6"
     default_rate = 0.5
     requires_query = True
 
-    def __init__(
-        self,
-        *,
-        model: str = "minilm-l6",
-        backend: Literal["onnx", "torch"] = "onnx",
-        variant: str = "fp32",
-        batch_size: int = 32,
-        device: str = "auto",
-        threads: int | None = None,
-        max_length: int = 256,
-        target_tokenizer: Any = None,
-    ) -> None:
-        super().__init__(target_tokenizer=target_tokenizer)
-        from ragpress.onnx.catalogue import get_spec
-        from ragpress.onnx.models import SentenceEmbedder
-
-        self.embedder = SentenceEmbedder(
-            get_spec(model, kind="encoder"),
-            backend=backend,
-            variant=variant,
-            device=device,
-            threads=threads,
-            batch_size=batch_size,
-        )
-        self.model, self.max_length = model, max_length
+    def __init__(self, *, max_length: int = 256, **options: Any) -> None:
+        super().__init__(**options)
+        self.max_length = max_length
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors of ``texts`` (one row each), cut at ``max_length`` sub-words."""
-        ids = self.embedder.tokenizer(list(texts), truncation=True, max_length=self.max_length)[
-            "input_ids"
-        ]
-        return self.embedder.vectors(ids)
+        ids = self.runner.tokenizer(list(texts), truncation=True, max_length=self.max_length)
+        return self.runner.vectors(ids["input_ids"])
 
-    def _compress_batch(self, requests: Sequence[CompressionRequest]) -> list[CompressionResult]:
-        return [self._one(request) for request in requests]
-
-    def _one(self, request: CompressionRequest) -> CompressionResult:
-        if request.is_empty:
-            return self.passthrough(request)
-        if not request.query:
-            raise ValueError("embedding-similarity is query-aware: pass a query")
+    def _compress(self, request: CompressionRequest) -> CompressionResult:
+        assert request.query is not None  # requires_query: the base class checked it
         spans = [
             (i, a, b)
             for i, doc in enumerate(request.documents)
@@ -118,7 +87,3 @@ class EmbeddingSimilarity(Compressor):
         ]
         vectors = self.embed([request.query] + [request.documents[d][a:b] for d, a, b in spans])
         return self.keep_best(request, Units.from_spans(spans, vectors[1:] @ vectors[0]))
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        return {**super().settings, **self.embedder.settings, "model": self.model}

@@ -25,15 +25,15 @@ aligned with the input). The default model, ``minilm-l6-relevance``, is ragpress
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from ragpress.base import Compressor
 from ragpress.compressors.token_classifier import EncodedDoc, chunk_bounds, encode_words
+from ragpress.model_compressor import ModelCompressor
+from ragpress.onnx.models import RelevanceScorer
 from ragpress.registry import register
 from ragpress.selection import Units
 from ragpress.text import trimmed_sentence_spans
@@ -57,48 +57,36 @@ class _Window:
 
 
 @register("relevance", aliases=("provence", "pruner"))
-class RelevanceCompressor(Compressor):
+class RelevanceCompressor(ModelCompressor):
+    """Model options (model, backend, variant, device, threads, batch_size): see
+    ``ragpress.model_compressor``."""
+
+    runner_class = RelevanceScorer
+    default_model = DEFAULT_MODEL
     default_rate = None
     requires_query = True
 
     def __init__(
         self,
         *,
-        model: str = DEFAULT_MODEL,
         threshold: float | None = None,
         rerank: bool = False,
         max_length: int = 256,
-        backend: Literal["onnx", "torch"] = "onnx",
-        variant: str = "fp32",
-        batch_size: int = 16,
-        device: str = "auto",
-        threads: int | None = None,
-        target_tokenizer: Any = None,
+        **options: Any,
     ) -> None:
-        super().__init__(target_tokenizer=target_tokenizer)
         if threshold is not None and not (0.0 <= threshold <= 1.0):
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
         if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 64:
             raise ValueError(f"max_length must be an int >= 64, got {max_length!r}")
-        from ragpress.onnx.models import RelevanceScorer
-
-        self.scorer = RelevanceScorer(
-            model,
-            backend=backend,
-            variant=variant,
-            device=device,
-            threads=threads,
-            batch_size=batch_size,
-        )
+        super().__init__(**options)
         self.threshold, self.rerank, self.max_length = threshold, bool(rerank), max_length
-        tokenizer = self.scorer.tokenizer
+        tokenizer = self.runner.tokenizer
         self._cls, self._sep = tokenizer.cls_token_id, tokenizer.sep_token_id
 
     @property
     def settings(self) -> dict[str, Any]:
         return {
             **super().settings,
-            **self.scorer.settings,
             "threshold": self.threshold,
             "rerank": self.rerank,
             "max_length": self.max_length,
@@ -111,7 +99,7 @@ class RelevanceCompressor(Compressor):
     ) -> list[list[tuple[EncodedDoc, np.ndarray, float]]]:
         """Per request, per document: its sub-words, their keep probabilities and the
         document's relevance probability, from one batched run over every window."""
-        tokenizer = self.scorer.tokenizer
+        tokenizer = self.runner.tokenizer
         questions = tokenizer(
             [(r.query or "").strip() for r in requests], add_special_tokens=False
         )["input_ids"]
@@ -123,7 +111,7 @@ class RelevanceCompressor(Compressor):
             for d, doc in enumerate(request_docs)
             for a, b in chunk_bounds(doc, self.max_length - len(questions[r]) - 3)
         ]
-        logits = self.scorer.logits(
+        logits = self.runner.logits(
             [
                 [self._cls, *questions[w.request], self._sep, *_ids(docs, w), self._sep]
                 for w in windows
@@ -146,18 +134,8 @@ class RelevanceCompressor(Compressor):
     # -- compression ---------------------------------------------------------------------
 
     def _compress_batch(self, requests: Sequence[CompressionRequest]) -> list[CompressionResult]:
-        for request in requests:
-            if not request.is_empty and not (request.query and request.query.strip()):
-                raise ValueError("relevance is query-aware: pass a query")
-        live = [i for i, request in enumerate(requests) if not request.is_empty]
-        started = time.perf_counter()
-        scored = self.score([requests[i] for i in live])
-        forward = (time.perf_counter() - started) / max(1, len(live))
-        results = [self.passthrough(request) for request in requests]
-        for i, per_doc in zip(live, scored, strict=True):
-            results[i] = self._compress_one(requests[i], per_doc)
-            results[i].timings["forward"] = forward
-        return results
+        scored = self.score(requests)
+        return [self._compress_one(r, per_doc) for r, per_doc in zip(requests, scored, strict=True)]
 
     def _compress_one(
         self, request: CompressionRequest, per_doc: list[tuple[EncodedDoc, np.ndarray, float]]
