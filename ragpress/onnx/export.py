@@ -5,7 +5,7 @@ Roles export only what their compressor reads, so no vocabulary-sized tensor lea
 graph; ``token-logits`` returns token-classification logits (B, S, C); ``attention`` returns
 the final position's attention to every position, per layer and head (B, L, H, S);
 ``relevance`` returns a cross-encoder's relevance logit at position 0 and its keep logit at every
-other position (B, S); ``embedding`` returns mean-pooled, L2-normalised vectors (B, D).
+other position (B, S).
 
 Attention is exported as one fused onnxruntime op per layer (``ragpress.onnx.fusion``), not as
 the exporter's MatMul + Softmax decomposition; the parity reference stays the unchanged PyTorch
@@ -277,7 +277,7 @@ def _check_parity(graph: Path, sample: dict, reference: np.ndarray, role: Role) 
             spearman=_spearman(ours, theirs),
             tokens=int(mask.sum()),
         )
-    if role in ("attention", "embedding"):
+    if role == "attention":
         return Parity(max_abs_diff=float(np.abs(output - reference).max()), tokens=int(mask.sum()))
     if role == "relevance":
         ours, theirs = output[mask], reference[mask]
@@ -486,27 +486,6 @@ def _relevance_wrapper(model: Any, fused: bool = False) -> Any:
     return RelevanceLogits()
 
 
-def _embedding_wrapper(model: Any, fused: bool = False) -> Any:
-    """Sentence vectors as sentence-transformers makes them: mean of the last hidden states over
-    real tokens, L2-normalised (B, D). Only the encoder runs (any head is skipped)."""
-    import torch
-
-    base = model.base_model
-
-    class MeanPooled(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.base = base
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            hidden = self.base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            return torch.nn.functional.normalize(pooled, dim=-1)
-
-    return MeanPooled()
-
-
 PROBE_ATTENTION = "ragpress_probe"
 _WRAPPER_IDS = itertools.count()
 _WRAPPERS = {
@@ -514,12 +493,10 @@ _WRAPPERS = {
     "token-logits": _logits_wrapper,
     "attention": _attention_wrapper,
     "relevance": _relevance_wrapper,
-    "embedding": _embedding_wrapper,
 }
 _OUTPUT = {
     "nll": "nll",
     "token-logits": "logits",
     "attention": "attention",
     "relevance": "relevance",
-    "embedding": "embedding",
 }

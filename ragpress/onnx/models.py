@@ -3,8 +3,7 @@
 ``TokenScorer`` gives per-token negative log-likelihoods from a causal LM (role ``nll``);
 ``TokenTagger`` gives token-classification logits from an encoder (role ``token-logits``);
 ``AttentionRows`` the last position's attention; ``RelevanceScorer`` a cross-encoder's relevance
-and keep logits (role ``relevance``); ``SentenceEmbedder`` pooled sentence vectors (role
-``embedding``). All take lists of token id sequences and return
+and keep logits (role ``relevance``). All take lists of token id sequences and return
 one array per sequence from one ``run()``, which reports its seconds to the forward clocks of
 :mod:`ragpress.timing` (``result.timings["forward"]``).
 
@@ -22,14 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ragpress.onnx.catalogue import Kind, ModelSpec, Role, get_spec
-from ragpress.onnx.runtime import (
-    Device,
-    _row_axis,
-    _trim,
-    active_device,
-    create_session,
-    run_batches,
-)
+from ragpress.onnx.runtime import Device, _trim, active_device, create_session, run_batches
 from ragpress.timing import timed_forward
 
 Backend = Literal["onnx", "torch"]
@@ -42,7 +34,7 @@ CUDA_BATCH = 8
 
 class _RoleModel:
     role: Role
-    sequence_axis: int | None = 1  # of the batched output (None: no sequence axis)
+    sequence_axis: int = 1  # of the batched output
     #: What an ad-hoc model name is (see ``get_spec``); catalogue names say it themselves.
     kind: Kind | None = None
     default_model: str = "smollm2-135m"
@@ -120,7 +112,7 @@ class _RoleModel:
                 ).numpy()
                 for row, index in enumerate(batch.indices):
                     outputs[index] = _trim(
-                        result[row], _row_axis(self.sequence_axis), len(sequences[index])
+                        result[row], self.sequence_axis - 1, len(sequences[index])
                     )
         return outputs  # type: ignore[return-value]
 
@@ -152,7 +144,7 @@ class AttentionRows(_RoleModel):
     """
 
     role: Role = "attention"
-    sequence_axis: int | None = 3
+    sequence_axis: int = 3
 
     def __init__(self, model: str | ModelSpec | None = None, **options: Any) -> None:
         if options.get("batch_size") not in (None, 1):
@@ -176,18 +168,6 @@ class RelevanceScorer(_RoleModel):
 
     def logits(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
         return self.run(sequences)
-
-
-class SentenceEmbedder(_RoleModel):
-    """Mean-pooled, L2-normalised sentence vectors (D,) of an encoder."""
-
-    role: Role = "embedding"
-    sequence_axis: int | None = None
-    kind: Kind | None = "encoder"
-    default_model: str = "minilm-l6"
-
-    def vectors(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
-        return np.stack(self.run(sequences)) if sequences else np.zeros((0, 0))
 
 
 def _load_tokenizer(folder: Path) -> Any:

@@ -187,29 +187,21 @@ def run_batches(
     batch_size: int = 8,
     pad_id: int = 0,
     max_tokens: int = 16384,
-    sequence_axis: int | None = 1,
+    sequence_axis: int = 1,
 ) -> list[np.ndarray]:
     """Run the graph over token sequences; returns each row's output trimmed to its length
-    along ``sequence_axis`` (an axis of the batched output, 1 for (B, S, ...); None for an
-    output with no sequence axis, such as pooled vectors (B, D))."""
+    along ``sequence_axis`` (an axis of the batched output, 1 for (B, S, ...))."""
     outputs: list[np.ndarray | None] = [None] * len(sequences)
     for batch in length_batches(
         sequences, batch_size=batch_size, pad_id=pad_id, max_tokens=max_tokens
     ):
         result = _run(session, batch.input_ids, batch.attention_mask)
         for row, index in enumerate(batch.indices):
-            outputs[index] = _trim(result[row], _row_axis(sequence_axis), len(sequences[index]))
+            outputs[index] = _trim(result[row], sequence_axis - 1, len(sequences[index]))
     return outputs  # type: ignore[return-value]
 
 
-def _row_axis(sequence_axis: int | None) -> int | None:
-    """The sequence axis of one row of a batched output."""
-    return None if sequence_axis is None else sequence_axis - 1
-
-
-def _trim(array: np.ndarray, axis: int | None, length: int) -> np.ndarray:
-    if axis is None:
-        return array
+def _trim(array: np.ndarray, axis: int, length: int) -> np.ndarray:
     index = [slice(None)] * array.ndim
     index[axis] = slice(0, length)
     return array[tuple(index)]
