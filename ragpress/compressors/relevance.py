@@ -40,8 +40,10 @@ from ragpress.text import trimmed_sentence_spans
 from ragpress.types import DOCUMENT_SEPARATOR, CompressionRequest, CompressionResult
 
 DEFAULT_MODEL = "minilm-l6-relevance"
-#: Keep probability a sentence needs when no budget is given (chosen on dev items).
-DEFAULT_THRESHOLD = 0.5
+#: Keep probability a sentence needs when no budget is given. Chosen on 40 dev items per setting
+#: (fp32): 0.2 keeps the answer in 80% / 88% / 80% of (a) / (b) / (c) items with 19% / 28% / 63% of
+#: the tokens, and returns nothing for 25% of unanswerable ones; 0.5 keeps it in only 20%.
+DEFAULT_THRESHOLD = 0.2
 #: Question sub-words in front of every window (as in training; longer questions are cut).
 MAX_QUERY_TOKENS = 48
 
