@@ -29,8 +29,9 @@ class _WordBaseline(Compressor):
         raise NotImplementedError
 
     def _compress_batch(self, requests: Sequence[CompressionRequest]) -> list[CompressionResult]:
-        rng = np.random.default_rng(self.seed)
-        return [self._one(request, rng) for request in requests]
+        # One generator per request: a request's output never depends on its batch-mates
+        # (the server batches callers together and must answer each as if alone).
+        return [self._one(request, np.random.default_rng(self.seed)) for request in requests]
 
     @property
     def settings(self) -> dict[str, Any]:
