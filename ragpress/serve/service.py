@@ -127,7 +127,10 @@ class CompressionService:
 
     def parse(self, body: Any, *, many: bool) -> tuple[str, list[CompressionRequest]]:
         """The method and validated requests of a ``/v1/compress`` (``many``: ``/batch``) body;
-        raises :class:`InvalidRequest` with the library's own message."""
+        raises :class:`InvalidRequest` with the library's own message (:class:`NotReady`
+        while the models load: the checks read the loaded compressors)."""
+        if not self.ready:
+            raise NotReady("the models are still loading: retry shortly")
         if not isinstance(body, dict):
             raise InvalidRequest(f"the body must be a JSON object, got {type(body).__name__}")
         method = self._method(body.get("method"))
