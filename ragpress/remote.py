@@ -75,6 +75,7 @@ class RemoteCompressor(Compressor):
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(base_url=self.url, timeout=timeout, headers=self._headers)
         self._async_client: httpx.AsyncClient | None = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
         served = self._describe()
         self.method = method or served["default"]
         if self.method not in served["methods"]:
@@ -140,10 +141,14 @@ class RemoteCompressor(Compressor):
     async def _arun(self, requests: list[CompressionRequest]) -> list[CompressionResult]:
         if not requests:
             return []
-        if self._async_client is None:
+        loop = asyncio.get_running_loop()
+        if self._async_client is None or self._async_loop is not loop:
+            # An async client's connections belong to one event loop: a new loop (a second
+            # asyncio.run) gets its own client.
             self._async_client = httpx.AsyncClient(
                 base_url=self.url, timeout=self.timeout, headers=self._headers
             )
+            self._async_loop = loop
         client = self._async_client
         start = time.perf_counter()
         results: list[CompressionResult] = []
