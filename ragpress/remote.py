@@ -34,7 +34,9 @@ except ImportError as error:  # the extra is optional: say which one to install
 
 __all__ = ["RemoteCompressor", "ServerBusy"]
 
-_RETRIED = (httpx.ConnectError, httpx.RemoteProtocolError)
+# Compressing is idempotent: a call that died with its connection (refused, or a kept-alive
+# connection the server closed as it was reused) is safe to send again.
+_RETRIED = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
 class ServerBusy(RuntimeError):

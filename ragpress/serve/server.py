@@ -14,10 +14,21 @@ import uvicorn
 from ragpress.serve.app import create_app
 from ragpress.serve.service import CompressionService
 
+#: Seconds an idle kept-alive connection stays open. Above the usual load balancer idle
+#: timeout (60 s), and above a request's wait under load: uvicorn's 5 s default closes
+#: connections that busy clients are about to reuse.
+KEEP_ALIVE_S = 75
+
 
 def run(service: CompressionService, *, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve until interrupted (Ctrl-C)."""
-    uvicorn.run(create_app(service), host=host, port=port, log_level="info")
+    uvicorn.run(
+        create_app(service),
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_keep_alive=KEEP_ALIVE_S,
+    )
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -41,7 +52,12 @@ class BackgroundServer:
         self.service, self.host, self.port = service, host, port or free_port(host)
         self.ready_timeout = ready_timeout
         config = uvicorn.Config(
-            create_app(service), host=host, port=self.port, log_level="warning", lifespan="on"
+            create_app(service),
+            host=host,
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            timeout_keep_alive=KEEP_ALIVE_S,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
