@@ -28,6 +28,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -77,6 +78,7 @@ class Run:
             "mismatches": self.mismatches,
             "lost": self.lost,
             "lost_reasons": ", ".join(f"{k} x{v}" for k, v in self.lost_reasons.items()),
+            "statuses": ", ".join(f"{k} x{v}" for k, v in sorted(self.statuses.items())),
         }
 
 
@@ -151,7 +153,9 @@ class UvicornProcess:
             "--port", str(self.port), "--max-batch-size", str(max_batch_size),
             "--max-queue", str(max_queue), "--max-wait-ms", str(wait_ms),
         ]  # fmt: skip
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # A file, not a pipe: nobody reads a pipe while the server runs, and a full one blocks it.
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="bench-serve-", suffix=".log")  # noqa: SIM115
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
 
     def __enter__(self) -> UvicornProcess:
         wait_ready(self.url, 900, lambda: None if self.process.poll() is None else "exited")
@@ -159,7 +163,12 @@ class UvicornProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.process.terminate()
-        self.process.wait(timeout=60)
+        self.process.wait(timeout=300)
+        self.log.seek(0)
+        errors = [line for line in self.log if "Error" in line or "Traceback" in line]
+        if errors:
+            print(f"server log ({self.log.name}) has errors:", *errors[-5:], sep="\n  ")
+        self.log.close()
 
 
 class RayCluster:

@@ -8,6 +8,8 @@ point; embedding-similarity (MiniLM, package-shipped) for a real model.
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import os
 import re
 import subprocess
@@ -25,7 +27,7 @@ from ragpress.serve.batching import Batcher, QueueFull, run_isolated
 from ragpress.serve.server import BackgroundServer, free_port, wait_ready
 from ragpress.serve.service import CompressionService, ServeConfig
 from ragpress.serve.wire import comparable, result_from_wire, result_to_wire
-from ragpress.types import CompressionRequest
+from ragpress.types import CompressionRequest, ScoredSpan
 
 KEY = "test-key-123"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -464,6 +466,21 @@ def test_wire_round_trip_keeps_every_field():
     )
     wire = result_to_wire(nothing)
     assert wire["ratio"] is None and result_from_wire(wire).ratio == float("inf")
+
+
+def test_non_finite_scores_travel_as_strings_and_come_back():
+    inf, nan = float("inf"), float("nan")
+    scores = [ScoredSpan(0, 0, 1, -inf), ScoredSpan(0, 2, 3, nan), ScoredSpan(0, 4, 5, 0.25)]
+    result = ragpress.types.CompressionResult(
+        text="a", original_tokens=3, compressed_tokens=1, method="x", scores=scores,
+        timings={"forward": inf}, settings={"beta": nan},
+    )  # fmt: skip
+    wire = result_to_wire(result)
+    text = json.dumps(wire, allow_nan=False)  # what the server's JSONResponse requires
+    back = result_from_wire(json.loads(text))
+    assert back.scores[0].score == -inf and math.isnan(back.scores[1].score)
+    assert back.scores[2].score == 0.25 and wire["scores"][0][3] == "-inf"
+    assert comparable(back) == comparable(result)
 
 
 def _metric(text: str, name: str) -> float:

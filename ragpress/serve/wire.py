@@ -1,8 +1,10 @@
 """The JSON form of results on the wire, shared by the server and ``RemoteCompressor``.
 
 Spans travel as lists (``[doc, start, end]``, scores as ``[doc, start, end, score]``): a
-compressor that scores every word returns thousands of them. ``ratio`` is ``null`` where it is
-infinite (everything dropped), since JSON has no infinity.
+compressor that scores every word returns thousands of them. JSON has no infinity or NaN:
+``ratio`` is ``null`` where it is infinite (everything dropped), and any other non-finite
+number (a score of ``-inf`` for a unit that must go) travels as the string ``"inf"``,
+``"-inf"`` or ``"nan"``, which ``float()`` reads back.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def result_to_wire(result: CompressionResult) -> dict[str, Any]:
         "kept_spans": [[span.doc, span.start, span.end] for span in result.kept_spans],
         "scores": None
         if result.scores is None
-        else [[s.doc, s.start, s.end, float(s.score)] for s in result.scores],
+        else [[s.doc, s.start, s.end, _number(float(s.score))] for s in result.scores],
         "seconds": result.seconds,
         "budget_tokens": result.budget_tokens,
         "timings": jsonable(result.timings),
@@ -51,7 +53,9 @@ def result_from_wire(data: dict[str, Any]) -> CompressionResult:
         settings=data.get("settings") or {},
         documents=data.get("documents"),
         kept_spans=[Span(*span) for span in data.get("kept_spans") or []],
-        scores=None if scores is None else [ScoredSpan(*score) for score in scores],
+        scores=None
+        if scores is None
+        else [ScoredSpan(doc, start, end, float(score)) for doc, start, end, score in scores],
         seconds=data.get("seconds", 0.0),
         budget_tokens=data.get("budget_tokens"),
         timings=data.get("timings") or {},
@@ -70,8 +74,23 @@ def comparable(result: CompressionResult) -> dict[str, Any]:
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` through a JSON round trip (tuples become lists, numpy scalars numbers)."""
-    return json.loads(json.dumps(value, default=_default))
+    """``value`` through a JSON round trip (tuples become lists, numpy scalars numbers,
+    non-finite numbers strings)."""
+    return _finite(json.loads(json.dumps(value, default=_default)))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return _number(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _number(value: float) -> float | str:
+    return value if math.isfinite(value) else str(value)
 
 
 def _default(value: Any) -> Any:
