@@ -133,6 +133,18 @@ class RemoteCompressor(Compressor):
         if self._async_client is not None:
             await self._async_client.aclose()
 
+    def _run(self, requests: list[CompressionRequest]) -> list[CompressionResult]:
+        # Every request goes to the server, empty or without a query too: the served
+        # compressor answers them itself (pass-through, its own error), as it would in-process.
+        if not requests:
+            return []
+        start = time.perf_counter()
+        results = self._compress_batch(requests)
+        elapsed = (time.perf_counter() - start) / len(requests)
+        for result in results:
+            result.seconds = elapsed
+        return results
+
     def _compress_batch(self, requests: Sequence[CompressionRequest]) -> list[CompressionResult]:
         results: list[CompressionResult] = []
         for chunk in self._chunks(requests):
