@@ -114,7 +114,7 @@ class CompressionService:
             "methods": {
                 name: {
                     "requires_query": compressor.requires_query,
-                    "question_aware": bool(getattr(compressor, "question_aware", False)),
+                    "question_aware": compressor.question_aware,
                     "default_rate": compressor.default_rate,
                     "settings": jsonable(compressor.settings),
                 }
@@ -147,12 +147,16 @@ class CompressionService:
                 "send them in smaller batches"
             )
         requests = [self._request(item, index, many) for index, item in enumerate(items)]
-        if self.compressors[method].requires_query:
+        compressor = self.compressors[method]
+        if compressor.requires_query:  # refused before it is queued, with the library's message
             for index, request in enumerate(requests):
-                if request.is_empty or (request.query and request.query.strip()):
+                if request.is_empty:
                     continue
-                where = f"items[{index}]: " if many else ""
-                raise InvalidRequest(f"{where}{method} compresses for a query: pass 'query'")
+                try:
+                    compressor.check_query(request)
+                except ValueError as error:
+                    where = f"items[{index}]: " if many else ""
+                    raise InvalidRequest(f"{where}{error}") from None
         return method, requests
 
     async def submit(self, method: str, requests: list[CompressionRequest]) -> list[Outcome]:
