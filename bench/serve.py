@@ -179,7 +179,7 @@ class RayCluster:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.replicas = replicas
-        self.args = {"methods": method, "max_batch_size": max_batch_size,
+        self.args: dict[str, Any] = {"methods": method, "max_batch_size": max_batch_size,
                      "max_queue": max_queue, "max_wait_ms": wait_ms}  # fmt: skip
 
     def __enter__(self) -> RayCluster:
@@ -190,7 +190,7 @@ class RayCluster:
 
         ray.init(num_cpus=max(2, self.replicas), include_dashboard=False, log_to_driver=False)
         serve.start(http_options={"host": "127.0.0.1", "port": self.port})
-        deployment = ray_serve.RagpressDeployment.options(
+        deployment = ray_serve.RagpressDeployment.options(  # type: ignore[attr-defined]
             num_replicas=self.replicas,
             max_queued_requests=self.args["max_queue"] * self.replicas,
             max_ongoing_requests=max(2 * self.args["max_batch_size"], 8),

@@ -39,7 +39,7 @@ def ray_url():
             "api_key_env": "RAGPRESS_RAY_TEST_KEY",
         }
         serve.run(
-            ray_serve.RagpressDeployment.options(num_replicas=1).bind(args),
+            ray_serve.RagpressDeployment.options(num_replicas=1).bind(args),  # type: ignore[attr-defined]
             name="ragpress",
             route_prefix="/",
         )
@@ -110,7 +110,8 @@ def test_config_file_is_valid_and_builds():
     schema = ServeDeploySchema.model_validate(yaml.safe_load(CONFIG.read_text()))
     (application,) = schema.applications
     assert application.import_path == "ragpress.serve.ray:build"
-    assert application.deployments[0].autoscaling_config["max_replicas"] >= 2
+    autoscaling = application.deployments[0].autoscaling_config
+    assert isinstance(autoscaling, dict) and autoscaling["max_replicas"] >= 2
     ray_serve.build(application.args)  # the args are ServeConfig fields
     with pytest.raises(ValueError, match="unknown ragpress serve args"):
         ray_serve.build({"replicas": 2})

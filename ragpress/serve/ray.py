@@ -58,8 +58,10 @@ class RayService(CompressionService):
         super().__init__(config)
         self._in_replica = 0
         self._batch_seconds = 0.0
-        self._batched.set_max_batch_size(self.config.max_batch_size)
-        self._batched.set_batch_wait_timeout_s(self.config.max_wait_ms / 1000.0)
+        # serve.batch's setters, so the config (not the decorator's defaults) sizes batches.
+        self._batched.set_max_batch_size(self.config.max_batch_size)  # type: ignore[attr-defined]
+        wait_s = self.config.max_wait_ms / 1000.0
+        self._batched.set_batch_wait_timeout_s(wait_s)  # type: ignore[attr-defined]
 
     async def submit(self, method: str, requests: list[CompressionRequest]) -> list[Outcome]:
         if not self.ready:
@@ -74,10 +76,12 @@ class RayService(CompressionService):
             done = await asyncio.gather(*(self._batched((method, r, now)) for r in requests))
         finally:
             self._in_replica -= len(requests)
+        outcomes: list[Outcome] = []
         for outcome in done:
             if isinstance(outcome, BaseException):
                 raise outcome
-        return list(done)
+            outcomes.append(outcome)
+        return outcomes
 
     def waiting(self, method: str) -> int:
         return self._in_replica
@@ -158,7 +162,7 @@ def build(args: Mapping[str, Any] | None = None) -> Application:
     ``args`` are :class:`ServeConfig` fields, checked here, before any replica starts."""
     args = dict(args or {})
     serve_config(args)
-    return RagpressDeployment.bind(args)
+    return RagpressDeployment.bind(args)  # type: ignore[attr-defined]
 
 
 def run(
@@ -176,7 +180,7 @@ def run(
     ray.init(address=address, ignore_reinit_error=True)
     serve.start(http_options={"host": host, "port": port})
     config = serve_config(args)
-    deployment = RagpressDeployment.options(
+    deployment = RagpressDeployment.options(  # type: ignore[attr-defined]
         num_replicas=replicas, max_queued_requests=config.max_queue * replicas
     )
     serve.run(deployment.bind(dict(args)), name="ragpress", route_prefix="/", blocking=blocking)

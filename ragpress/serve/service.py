@@ -69,13 +69,16 @@ class CompressionService:
     """The compressors of one server, loaded once, and their batchers."""
 
     def __init__(
-        self, config: ServeConfig | None = None, *, compressors: Mapping[str, Compressor] = ()
+        self,
+        config: ServeConfig | None = None,
+        *,
+        compressors: Mapping[str, Compressor] | None = None,
     ) -> None:
         """``compressors``: instances to serve under the names of ``config.methods`` instead
         of building them (e.g. one shared with in-process code); the others are built."""
         self.config = config or ServeConfig()
         self.metrics = Metrics()
-        self._given = dict(compressors)
+        self._given = dict(compressors or {})
         unknown = set(self._given) - set(self.config.methods)
         if unknown:
             raise ValueError(f"compressors given for methods not served: {sorted(unknown)}")
