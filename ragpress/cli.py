@@ -6,7 +6,7 @@ import json
 import sys
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -32,7 +32,7 @@ def _read_input(source: str) -> str:
     return path.read_text("utf-8")
 
 
-def _fail(error: Exception) -> None:
+def _fail(error: Exception) -> NoReturn:
     typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
 
@@ -75,11 +75,11 @@ def decompress(
 ) -> None:
     """Restore the exact original from a lossless compressor's output."""
     text = _read_input(source)
-    compressor = get_compressor(method)
-    if not hasattr(compressor, "decompress"):
+    decompress = getattr(get_compressor(method), "decompress", None)
+    if decompress is None:
         _fail(ValueError(f"{method} is lossy: there is nothing to decompress"))
     try:
-        sys.stdout.write(compressor.decompress(text))
+        sys.stdout.write(decompress(text))
     except ValueError as error:
         _fail(error)
 
