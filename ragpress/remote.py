@@ -21,7 +21,7 @@ import os
 import random
 import time
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from ragpress.base import BatchItem, Compressor, _as_request
 from ragpress.serve.wire import result_from_wire
@@ -46,7 +46,7 @@ class ServerBusy(RuntimeError):
 class RemoteCompressor(Compressor):
     """The client of a ragpress server, with the ``Compressor`` interface (sync and async)."""
 
-    name: ClassVar[str] = "remote"
+    name = "remote"
 
     def __init__(
         self,

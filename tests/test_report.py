@@ -240,7 +240,8 @@ def test_serving_paragraph_reads_32_clients_and_the_overload(results: Path) -> N
     ]
     overload = [{**row, "backend": "ray", "clients": 128, "queue": 16, "ok": 90, "503": 38}]
     assert "serve.json` is missing" in paragraph(report(results), "Serving")
-    write(results, "serve", rows, **{"overload (no client retries)": overload})
+    extra: dict[str, Any] = {"overload (no client retries)": overload}
+    write(results, "serve", rows, **extra)
     serving = paragraph(report(results), "Serving")
     assert serving.startswith("**Serving** (first-k): at 32 clients uvicorn 80.5 req/s")
     assert "mean batch 12.5" in serving and "ray 120 req/s" in serving

@@ -39,7 +39,7 @@ def ray_url():
             "api_key_env": "RAGPRESS_RAY_TEST_KEY",
         }
         serve.run(
-            ray_serve.RagpressDeployment.options(num_replicas=1).bind(args),  # type: ignore[attr-defined]
+            ray_serve.RagpressDeployment.options(num_replicas=1).bind(args),
             name="ragpress",
             route_prefix="/",
         )
