@@ -34,6 +34,7 @@ from ragpress.types import CompressionRequest, CompressionResult, Span
 # Cheapest first: « and » cost one byte-level BPE token each in common LLM vocabularies.
 MARKER_PAIRS = (("«", "»"), ("‹", "›"), ("⟦", "⟧"), ("【", "】"), ("\ue000", "\ue001"))
 _HEADER = re.compile(r"(.)meta ([0-9]+)(.)\n", re.DOTALL)
+_HEADER_LIKE = re.compile(r"meta [0-9]+.\n", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -271,6 +272,15 @@ class MetaTokenCompressor(Compressor):
         if not isinstance(text, str):
             raise TypeError(f"text must be str, got {type(text).__name__}")
         return decompress_text(text)
+
+    def framing_tokens(self, text: str) -> int:
+        """Tokens an extract of ``text`` may grow by when packed: text that starts like a
+        rendering is framed with an empty dictionary's header (0 when no extract can start so).
+        A pipeline leaves this room under its budget."""
+        if _HEADER_LIKE.search(text) is None:
+            return 0
+        pairs = (*MARKER_PAIRS, choose_markers(text))
+        return 1 + max(self.tokenizer.count(f"{o}meta 0{c}\n") for o, c in pairs)
 
     def compress_ids(self, text: str) -> MetaTokenIds:
         """The ids rendering of ``text`` in the target tokenizer (meta ids above its vocabulary)."""
