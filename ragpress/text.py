@@ -6,6 +6,7 @@ can be cut out of the input verbatim (extractive output, provenance for free).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import re
@@ -17,7 +18,6 @@ import numpy as np
 
 Interval = tuple[int, int]
 
-_WORD = re.compile(r"\w+(?:[-'’.]\w+)*|[^\w\s]", re.UNICODE)
 _URL = re.compile(r"(?:https?|ftp)://[^\s<>\"'`]+|www\.[^\s<>\"'`]+", re.IGNORECASE)
 # The look-behind lets a match start only where a run of address characters starts: without
 # it the engine rescans a long word from every position (quadratic: 128 s on a 200k word).
@@ -96,8 +96,29 @@ def _last_clause_end(window: str, minimum: int) -> int | None:
 
 
 def word_spans(text: str) -> list[Interval]:
-    """Words (letters/digits with inner hyphens, apostrophes, dots) and single punctuation marks."""
-    return [match.span() for match in _WORD.finditer(text)]
+    """Words (letters/digits with inner hyphens, apostrophes, dots) and single punctuation marks,
+    each with the combining marks that follow it (an accent is never cut from its letter)."""
+    return [match.span() for match in _word_pattern().finditer(text)]
+
+
+@functools.cache
+def _word_pattern() -> re.Pattern[str]:
+    r"""``\w`` leaves out combining marks (Unicode category M: accents, vowel signs), so they
+    are added to the word characters here; built once, on first use, from a scan of the planes
+    that hold marks (0-3 and the variation selectors of plane 14)."""
+    ranges = []
+    for low, high in ((0, 0x40000), (0xE0000, 0xE1000)):
+        start = None
+        for code in range(low, high + 1):  # one past the end closes an open range
+            is_mark = code < high and unicodedata.category(chr(code))[0] == "M"
+            if is_mark and start is None:
+                start = code
+            elif not is_mark and start is not None:
+                ranges.append(f"{re.escape(chr(start))}-{re.escape(chr(code - 1))}")
+                start = None
+    marks = f"[{''.join(ranges)}]"
+    letters = rf"(?:\w|{marks})+"
+    return re.compile(rf"{letters}(?:[-'’.]{letters})*|[^\w\s]{marks}*")
 
 
 def align_tokens_to_words(
