@@ -15,6 +15,7 @@ from ragpress.base import Compressor
 from ragpress.registry import register
 from ragpress.selection import Units
 from ragpress.text import trimmed_sentence_spans, word_spans
+from ragpress.timing import timed_forward
 from ragpress.types import CompressionRequest, CompressionResult
 
 
@@ -32,17 +33,12 @@ class _WordBaseline(Compressor):
     def _scores(self, count: int, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
 
-    def _compress_batch(self, requests: Sequence[CompressionRequest]) -> list[CompressionResult]:
-        rng = np.random.default_rng(self.seed)
-        return [self._one(request, rng) for request in requests]
-
     @property
     def settings(self) -> dict[str, Any]:
         return {**super().settings, "seed": self.seed}
 
-    def _one(self, request: CompressionRequest, rng: np.random.Generator) -> CompressionResult:
-        if request.is_empty:
-            return self.passthrough(request)
+    def _compress(self, request: CompressionRequest) -> CompressionResult:
+        rng = np.random.default_rng(self.seed)  # per request: a batch gives what single calls do
         spans = [(i, a, b) for i, doc in enumerate(request.documents) for a, b in word_spans(doc)]
         units = Units.from_spans(spans)
         units.score = self._scores(len(units), rng)
@@ -72,6 +68,7 @@ class EmbeddingSimilarity(Compressor):
 
     default_rate = 0.5
     requires_query = True
+    loads_model = True
 
     def __init__(self, *, model: str = "minilm-l6", target_tokenizer: Any = None) -> None:
         super().__init__(target_tokenizer=target_tokenizer)
@@ -91,20 +88,14 @@ class EmbeddingSimilarity(Compressor):
         batch = self._tokenizer(
             list(texts), padding=True, truncation=True, max_length=256, return_tensors="pt"
         )
-        with torch.inference_mode():
+        with torch.inference_mode(), timed_forward():
             hidden = self._model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
         return torch.nn.functional.normalize(pooled, dim=-1).numpy()
 
-    def _compress_batch(self, requests: Sequence[CompressionRequest]) -> list[CompressionResult]:
-        return [self._one(request) for request in requests]
-
-    def _one(self, request: CompressionRequest) -> CompressionResult:
-        if request.is_empty:
-            return self.passthrough(request)
-        if not request.query:
-            raise ValueError("embedding-similarity is query-aware: pass a query")
+    def _compress(self, request: CompressionRequest) -> CompressionResult:
+        assert request.query is not None  # requires_query: the base class checked it
         spans = [
             (i, a, b)
             for i, doc in enumerate(request.documents)
