@@ -52,9 +52,9 @@ def compress(
     The request is checked before the compressor is built, so a bad call fails at once, not
     after a model is loaded (or exported on first use)."""
     request = CompressionRequest.create(context, query, rate=rate, target_tokens=target_tokens)
-    single = isinstance(method, str) and PIPELINE_SEPARATOR not in method
-    needs = single and getattr(factory(method), "requires_query", False) is True
-    if needs and not request.is_empty and not (query and query.strip()):
-        raise ValueError(f"{method} compresses for a query and none was given: pass query=...")
+    if isinstance(method, str) and PIPELINE_SEPARATOR not in method and not request.is_empty:
+        cls = factory(method)
+        if cls.requires_query is True:  # the class's own rule and message, before it is built
+            Compressor.check_query(cls, request)  # type: ignore[arg-type]
     compressor = get_compressor(method, **options)
     return compressor.compress(context, query, rate=rate, target_tokens=target_tokens)

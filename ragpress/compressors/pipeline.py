@@ -87,7 +87,7 @@ class Pipeline(Compressor):
     def _compress_batch(self, requests: Sequence[CompressionRequest]) -> list[CompressionResult]:
         originals = [self.tokenizer.count(request.context) for request in requests]
         budgets = [
-            None if request.is_empty else request.token_budget(original, self.default_rate)
+            request.token_budget(original, self.default_rate)
             for request, original in zip(requests, originals, strict=True)
         ]
         reserves = [self._framing(request) for request in requests]
@@ -140,10 +140,6 @@ class Pipeline(Compressor):
         maps: list[np.ndarray],
         reports: list[StageReport],
     ) -> CompressionResult:
-        if request.is_empty:  # whitespace only: unchanged, as every compressor leaves it
-            result = self.passthrough(request)
-            result.stages = reports
-            return result
         return CompressionResult(
             text=last.text,
             original_tokens=original,
