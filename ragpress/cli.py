@@ -99,13 +99,13 @@ def decompress(
     """Restore the exact original from a lossless compressor's output."""
     text = _read_input(source)
     try:
-        compressor = get_compressor(method)
+        decompress = getattr(get_compressor(method), "decompress", None)
     except _model_errors() as error:
         _fail(error)
-    if not hasattr(compressor, "decompress"):
+    if decompress is None:
         _fail(ValueError(f"{method} is lossy: there is nothing to decompress"))
     try:
-        sys.stdout.write(compressor.decompress(text))
+        sys.stdout.write(decompress(text))
     except ValueError as error:
         _fail(error)
 

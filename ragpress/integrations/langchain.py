@@ -152,7 +152,10 @@ class RagpressRunnable(_RagpressSettings, RunnableSerializable[Chunk, Chunk]):
         **kwargs: Any,
     ) -> list[Chunk]:
         return self._batch_with_config(
-            self._compress_all, inputs, config, return_exceptions=return_exceptions
+            self._compress_all,  # type: ignore[arg-type]  # returns no exceptions
+            inputs,
+            config,
+            return_exceptions=return_exceptions,
         )
 
     async def abatch(
@@ -164,7 +167,10 @@ class RagpressRunnable(_RagpressSettings, RunnableSerializable[Chunk, Chunk]):
         **kwargs: Any,
     ) -> list[Chunk]:
         return await self._abatch_with_config(
-            self._acompress_all, inputs, config, return_exceptions=return_exceptions
+            self._acompress_all,  # type: ignore[arg-type]  # returns no exceptions
+            inputs,
+            config,
+            return_exceptions=return_exceptions,
         )
 
     def _compress_one(self, input_: Chunk) -> Chunk:

@@ -59,7 +59,7 @@ class RagpressPostprocessor(BaseNodePostprocessor):
     ) -> None:
         """``compressor``: a registry name (built with ``options``) or a ``Compressor``."""
         validate_budget(rate, target_tokens)
-        super().__init__(
+        super().__init__(  # type: ignore[call-arg]  # pydantic fields declared on this class
             rate=rate,
             target_tokens=target_tokens,
             keep_empty=keep_empty,
