@@ -21,15 +21,38 @@ app = typer.Typer(
 SAMPLE = "sample"
 
 
+#: What a command reports as "error: ..." (exit 2) instead of a traceback: bad arguments, a
+#: missing extra, and files (models, the cache, a hub unreachable offline) that the message
+#: says how to fix. OSError covers ragpress's ModelNotFoundError and a hub that cannot be reached.
+USER_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, ImportError, OSError)
+
+
 def _read_input(source: str) -> str:
-    if source == "-":
-        return sys.stdin.read()
     if source == SAMPLE:
         return resources.files("ragpress.data").joinpath("sample.txt").read_text("utf-8")
-    path = Path(source)
-    if not path.is_file():
+    if source != "-" and not Path(source).is_file():
         raise typer.BadParameter(f"no such file: {source}", param_hint="FILE")
-    return path.read_text("utf-8")
+    try:
+        return sys.stdin.buffer.read().decode("utf-8") if source == "-" else _read_file(source)
+    except UnicodeDecodeError as error:
+        raise typer.BadParameter(
+            f"{'stdin' if source == '-' else source} is not UTF-8 text (byte "
+            f"{error.object[error.start]:#04x} at offset {error.start}); convert it first, "
+            "e.g. `iconv -f latin1 -t utf-8`",
+            param_hint="FILE",
+        ) from None
+
+
+def _read_file(source: str) -> str:
+    return Path(source).read_bytes().decode("utf-8")
+
+
+def _model_errors() -> tuple[type[Exception], ...]:
+    """USER_ERRORS plus ragpress's model and cache errors (imported only when needed)."""
+    from ragpress.onnx.cache import CacheError
+    from ragpress.onnx.runtime import ModelFileError
+
+    return (*USER_ERRORS, CacheError, ModelFileError)
 
 
 def _fail(error: Exception) -> NoReturn:
@@ -57,7 +80,7 @@ def compress(
     try:
         compressor = get_compressor(method)
         result = compressor.compress(text, query, rate=rate, target_tokens=target_tokens)
-    except (ValueError, TypeError, ImportError) as error:
+    except _model_errors() as error:
         _fail(error)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
@@ -75,7 +98,10 @@ def decompress(
 ) -> None:
     """Restore the exact original from a lossless compressor's output."""
     text = _read_input(source)
-    decompress = getattr(get_compressor(method), "decompress", None)
+    try:
+        decompress = getattr(get_compressor(method), "decompress", None)
+    except _model_errors() as error:
+        _fail(error)
     if decompress is None:
         _fail(ValueError(f"{method} is lossy: there is nothing to decompress"))
     try:
@@ -103,9 +129,9 @@ def models_prepare(
     for each in variant:
         try:
             folder = prepare(name, role, each, force=force)  # type: ignore[arg-type]
-        except (ValueError, FileNotFoundError, ImportError) as error:
+            manifest = json.loads((folder / MANIFEST).read_text())
+        except _model_errors() as error:
             _fail(error)
-        manifest = json.loads((folder / MANIFEST).read_text())
         typer.echo(f"{folder}  parity={json.dumps(manifest['parity'])}")
 
 
