@@ -13,7 +13,7 @@ from typing import Any
 from ragpress._runtime_check import ensure_single_onnxruntime
 from ragpress.base import Compressor
 from ragpress.defaults import DEFAULT_METHOD, QUERY_METHOD, default_method
-from ragpress.registry import available, get_compressor, register
+from ragpress.registry import PIPELINE_SEPARATOR, available, factory, get_compressor, register
 from ragpress.tokenization import get_target_tokenizer
 from ragpress.types import CompressionRequest, CompressionResult, ScoredSpan, Span, StageReport
 
@@ -47,6 +47,14 @@ def compress(
     target_tokens: int | None = None,
     **options: Any,
 ) -> CompressionResult:
-    """One call: build the compressor ``method`` with ``options`` and compress ``context``."""
+    """One call: build the compressor ``method`` with ``options`` and compress ``context``.
+
+    The request is checked before the compressor is built, so a bad call fails at once, not
+    after a model is loaded (or exported on first use)."""
+    request = CompressionRequest.create(context, query, rate=rate, target_tokens=target_tokens)
+    if isinstance(method, str) and PIPELINE_SEPARATOR not in method and not request.is_empty:
+        cls = factory(method)
+        if cls.requires_query is True:  # the class's own rule and message, before it is built
+            Compressor.check_query(cls, request)  # type: ignore[arg-type]
     compressor = get_compressor(method, **options)
     return compressor.compress(context, query, rate=rate, target_tokens=target_tokens)

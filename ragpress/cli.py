@@ -10,7 +10,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from ragpress import DEFAULT_METHOD, available, get_compressor
+from ragpress import DEFAULT_METHOD, QUERY_METHOD, available, get_compressor
 
 app = typer.Typer(
     help="Compress the context a RAG pipeline sends to an LLM.",
@@ -21,15 +21,38 @@ app = typer.Typer(
 SAMPLE = "sample"
 
 
+#: What a command reports as "error: ..." (exit 2) instead of a traceback: bad arguments, a
+#: missing extra, and files (models, the cache, a hub unreachable offline) that the message
+#: says how to fix. OSError covers ragpress's ModelNotFoundError and a hub that cannot be reached.
+USER_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, ImportError, OSError)
+
+
 def _read_input(source: str) -> str:
-    if source == "-":
-        return sys.stdin.read()
     if source == SAMPLE:
         return resources.files("ragpress.data").joinpath("sample.txt").read_text("utf-8")
-    path = Path(source)
-    if not path.is_file():
+    if source != "-" and not Path(source).is_file():
         raise typer.BadParameter(f"no such file: {source}", param_hint="FILE")
-    return path.read_text("utf-8")
+    try:
+        return sys.stdin.buffer.read().decode("utf-8") if source == "-" else _read_file(source)
+    except UnicodeDecodeError as error:
+        raise typer.BadParameter(
+            f"{'stdin' if source == '-' else source} is not UTF-8 text (byte "
+            f"{error.object[error.start]:#04x} at offset {error.start}); convert it first, "
+            "e.g. `iconv -f latin1 -t utf-8`",
+            param_hint="FILE",
+        ) from None
+
+
+def _read_file(source: str) -> str:
+    return Path(source).read_bytes().decode("utf-8")
+
+
+def _model_errors() -> tuple[type[Exception], ...]:
+    """USER_ERRORS plus ragpress's model and cache errors (imported only when needed)."""
+    from ragpress.onnx.cache import CacheError
+    from ragpress.onnx.runtime import ModelFileError
+
+    return (*USER_ERRORS, CacheError, ModelFileError)
 
 
 def _fail(error: Exception) -> NoReturn:
@@ -57,7 +80,7 @@ def compress(
     try:
         compressor = get_compressor(method)
         result = compressor.compress(text, query, rate=rate, target_tokens=target_tokens)
-    except (ValueError, TypeError, ImportError) as error:
+    except _model_errors() as error:
         _fail(error)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
@@ -75,7 +98,10 @@ def decompress(
 ) -> None:
     """Restore the exact original from a lossless compressor's output."""
     text = _read_input(source)
-    decompress = getattr(get_compressor(method), "decompress", None)
+    try:
+        decompress = getattr(get_compressor(method), "decompress", None)
+    except _model_errors() as error:
+        _fail(error)
     if decompress is None:
         _fail(ValueError(f"{method} is lossy: there is nothing to decompress"))
     try:
@@ -103,9 +129,9 @@ def models_prepare(
     for each in variant:
         try:
             folder = prepare(name, role, each, force=force)  # type: ignore[arg-type]
-        except (ValueError, FileNotFoundError, ImportError) as error:
+            manifest = json.loads((folder / MANIFEST).read_text())
+        except _model_errors() as error:
             _fail(error)
-        manifest = json.loads((folder / MANIFEST).read_text())
         typer.echo(f"{folder}  parity={json.dumps(manifest['parity'])}")
 
 
@@ -195,6 +221,51 @@ def train_relevance(
         export=export and not output,
     )
     typer.echo(json.dumps(stats, indent=2))
+
+
+@app.command()
+def serve(
+    methods: Annotated[
+        str, typer.Option(help="Comma-separated methods to serve; the first is the default.")
+    ] = QUERY_METHOD,
+    host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0: every one).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option()] = 8000,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="Variable holding the bearer key (all but /healthz).")
+    ] = None,
+    max_batch_size: Annotated[int, typer.Option(help="Requests per model batch.")] = 16,
+    max_wait_ms: Annotated[float, typer.Option(help="How long a batch waits to fill.")] = 5.0,
+    max_queue: Annotated[int, typer.Option(help="Waiting requests before 503.")] = 256,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body (413 above).")] = 8.0,
+    ray: Annotated[bool, typer.Option("--ray", help="Run as a Ray Serve deployment.")] = False,
+    replicas: Annotated[int, typer.Option(help="Ray Serve replicas (with --ray).")] = 1,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Join this Ray cluster (e.g. 'auto') instead of a new one.")
+    ] = None,
+) -> None:
+    """Serve compression over HTTP (uvicorn, or Ray Serve with --ray); see README "Serving"."""
+    from ragpress.serve.main import serve_command
+
+    try:
+        serve_command(
+            {
+                "methods": tuple(m.strip() for m in methods.split(",") if m.strip()),
+                "max_batch_size": max_batch_size,
+                "max_wait_ms": max_wait_ms,
+                "max_queue": max_queue,
+                "max_body_bytes": int(max_body_mb * 2**20),
+            },
+            api_key_env=api_key_env,
+            host=host,
+            port=port,
+            ray=ray,
+            replicas=replicas,
+            ray_address=ray_address,
+        )
+    except (ValueError, ImportError) as error:
+        _fail(error)
 
 
 @app.command()

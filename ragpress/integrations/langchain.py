@@ -21,6 +21,7 @@ from typing import Any
 from ragpress.base import Compressor
 from ragpress.integrations import (
     METADATA_KEY,
+    check_metadata,
     check_query,
     figures,
     is_empty,
@@ -72,6 +73,11 @@ class _RagpressSettings(BaseModel):
         )
 
     def _item(self, documents: Sequence[Document], query: str | None) -> dict[str, Any]:
+        for index, document in enumerate(documents):
+            if not isinstance(document, Document):
+                kind = type(document).__name__
+                raise TypeError(f"documents[{index}] must be a langchain Document, got {kind}")
+            check_metadata(document.metadata, index)
         return {
             "context": [document.page_content for document in documents],
             "query": check_query(self.compressor, query),
@@ -194,14 +200,7 @@ class RagpressRunnable(_RagpressSettings, RunnableSerializable[Chunk, Chunk]):
                 f"{type(self).__name__} takes a mapping with {self.documents_key!r} and "
                 f"{self.question_key!r}, got {type(input_).__name__}"
             )
-        documents = list(input_[self.documents_key])
-        for index, document in enumerate(documents):
-            if not isinstance(document, Document):
-                raise TypeError(
-                    f"{self.documents_key}[{index}] must be a Document, "
-                    f"got {type(document).__name__}"
-                )
-        return documents
+        return list(input_[self.documents_key])  # items are checked by _item
 
     def _question(self, input_: Chunk) -> str | None:
         return input_.get(self.question_key)

@@ -17,6 +17,7 @@ from typing import Any
 from ragpress.base import Compressor
 from ragpress.integrations import (
     METADATA_KEY,
+    check_metadata,
     check_query,
     figures,
     is_empty,
@@ -80,6 +81,11 @@ class RagpressPostprocessor(BaseNodePostprocessor):
         query = check_query(self._compressor, query_bundle.query_str if query_bundle else None)
         if not nodes:
             return []
+        for index, item in enumerate(nodes):
+            if not isinstance(item, NodeWithScore):
+                kind = type(item).__name__
+                raise TypeError(f"nodes[{index}] must be a NodeWithScore, got {kind}")
+            check_metadata(item.node.metadata, index)
         sources = [item.node.get_content(metadata_mode=MetadataMode.NONE) for item in nodes]
         result = self._compressor.compress(
             sources, query, rate=self.rate, target_tokens=self.target_tokens
