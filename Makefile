@@ -51,7 +51,8 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.report
 
-# Deep dives per compressor (more items, probe AUC, IB abstention, LLMLingua-2 agreement): ~1 h.
+# Deep dives per compressor (more items, probe AUC, IB abstention, LLMLingua-2 agreement) and
+# the serving comparison (in-process, uvicorn, Ray Serve): ~1 h.
 bench-extra: $(BENCH_STAMP)
 	bash bench/anchors/setup_llmlingua.sh
 	$(BIN)/python -m bench.entropy --items 40 --rate 0.25
@@ -60,6 +61,7 @@ bench-extra: $(BENCH_STAMP)
 	$(BIN)/python -m bench.ib_filter --items 40
 	$(BIN)/python -m bench.relevance --items 20
 	$(BIN)/python -m bench.token_classifier --items 50 --anchor-items 20
+	$(BIN)/python -m bench.serve --method first-k --requests 256
 	$(BIN)/python -m bench.report
 
 clean:

@@ -30,6 +30,16 @@ METHODS: dict[str, dict[str, Any]] = {
     "random": {},
 }
 
+#: The results this benchmark writes (bench/results/NAME.json) and the command that writes
+#: each, as the Makefile runs it (bench.report names it when a result is missing).
+COMMANDS = {
+    "attention_probe": "python -m bench.attention_probe --items 50",
+    "pipeline": (
+        "python -m bench.attention_probe --items 50"
+        " --methods attention-probe+entropy --name pipeline"
+    ),
+}
+
 
 def probe_auc(compressor: Any, items: list[QAItem]) -> dict[str, Any]:
     labels, scores = [], []

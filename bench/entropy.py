@@ -36,6 +36,12 @@ PAIRS = (
     ("llmlingua LongLLMLingua", "ragpress entropy question-aware"),
 )
 
+#: The results this benchmark writes (bench/results/NAME.json) and the command that writes
+#: each, as the Makefile runs it (bench.report names it when a result is missing).
+COMMANDS = {
+    "entropy": "python -m bench.entropy --items 40 --rate 0.25",
+}
+
 
 def ragpress_runs() -> dict[str, tuple[Any, bool]]:
     """Name -> (compressor, gives the question). Defaults: int8 on CPU, coarse step on."""

@@ -27,6 +27,12 @@ from ragpress.types import CompressionResult
 
 BASELINES = ("entropy", "random", "attention-probe")
 
+#: The results this benchmark writes (bench/results/NAME.json) and the command that writes
+#: each, as the Makefile runs it (bench.report names it when a result is missing).
+COMMANDS = {
+    "ib_filter": "python -m bench.ib_filter --items 40",
+}
+
 
 def baselines() -> dict[str, Compressor]:
     """The comparison methods that load; the attention probe only once it is trained."""

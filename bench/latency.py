@@ -116,6 +116,12 @@ SLOW_MODEL = "smollm2-135m"
 MAX_ANCHOR_TOKENS = 8192  # llmlingua beyond it takes minutes per call
 ANCHOR_THREADS = 2  # the anchor uses both cores, as onnxruntime does for ours
 
+#: The results this benchmark writes (bench/results/NAME.json) and the command that writes
+#: each, as the Makefile runs it (bench.report names it when a result is missing).
+COMMANDS = {
+    "latency": "python -m bench.latency",
+}
+
 
 # -- inputs ----------------------------------------------------------------------------------
 

@@ -44,6 +44,12 @@ CORPUS_TOKEN_CAP = 2_000_000  # the concatenated Wikipedia corpus stops near thi
 LOG_LINES = 14_000  # ~1M SmolLM2 tokens
 JSON_RECORDS = 9_500  # ~1M SmolLM2 tokens
 
+#: The results this benchmark writes (bench/results/NAME.json) and the command that writes
+#: each, as the Makefile runs it (bench.report names it when a result is missing).
+COMMANDS = {
+    "metatoken": "python -m bench.metatoken",
+}
+
 
 @dataclass
 class InputSet:

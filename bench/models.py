@@ -28,6 +28,15 @@ ROLES = {
 }
 MAX_ENCODER = 512  # BERT position limit
 
+#: The results this benchmark writes (bench/results/NAME.json) and the command that writes
+#: each, as the Makefile runs it (bench.report names it when a result is missing).
+COMMANDS = {
+    "models": (
+        "python -m bench.models --lengths 512 2048 8192 --repeats 2"
+        " --roles nll token-logits attention --memory-gb 14"
+    ),
+}
+
 
 def backends(cls: type, model: str) -> dict[str, Any]:
     return {

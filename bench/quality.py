@@ -49,6 +49,12 @@ READER_METHODS = (
     "llmlingua LLMLingua-2",
 )
 
+#: The results this benchmark writes (bench/results/NAME.json) and the command that writes
+#: each, as the Makefile runs it (bench.report names it when a result is missing).
+COMMANDS = {
+    "quality": "python -m bench.quality --items 20 --reader-items 10",
+}
+
 
 @dataclass(frozen=True)
 class Method:

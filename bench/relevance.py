@@ -35,6 +35,9 @@ from bench.harness import measure_interleaved, warm_up, write_results
 from bench.quality import reuse_forwards
 from ragpress.training.qa import SETTINGS, QAItem, answer_survives, load_setting
 
+COMMANDS = {
+    "relevance": "python -m bench.relevance --items 20",
+}
 TARGETS = {"2x": 1 / 2, "4x": 1 / 4, "8x": 1 / 8, "16x": 1 / 16}
 ANSWERABLE = ("other-article", "same-article", "gold-only")
 #: Methods whose output for one item changes with the rate only through selection.

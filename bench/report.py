@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import json
 import os
 import re
@@ -24,19 +25,30 @@ Result = dict[str, Any]  # one bench/results/NAME.json
 Results = dict[str, Result]
 
 OUT = RESULTS_DIR.parent / "RESULTS.md"
-# The benchmarks the report expects, each with the command that writes it.
-EXPECTED = {
-    "quality": "python -m bench.quality --items 20 --reader-items 10",
-    "latency": "python -m bench.latency",
-    "metatoken": "python -m bench.metatoken",
-    "models": "python -m bench.models --lengths 512 2048 8192 --repeats 3",
-    "entropy": "python -m bench.entropy --items 40 --rate 0.25",
-    "attention_probe": "python -m bench.attention_probe --items 50",
-    "pipeline": "python -m bench.attention_probe --methods attention-probe+entropy --name pipeline",
-    "ib_filter": "python -m bench.ib_filter --items 40",
-    "token_classifier": "python -m bench.token_classifier",
-    "serve": "python -m bench.serve --method first-k --requests 256",
-}
+#: The benchmarks the report expects, each with the command that writes it: each benchmark
+#: module owns its commands (``COMMANDS``, the ones the Makefile runs).
+BENCHMARKS = (
+    "quality",
+    "latency",
+    "metatoken",
+    "models",
+    "entropy",
+    "attention_probe",
+    "ib_filter",
+    "token_classifier",
+    "serve",
+)
+
+
+def expected_commands() -> dict[str, str]:
+    """Result name -> the command that writes it, read from each benchmark module."""
+    commands: dict[str, str] = {}
+    for module in BENCHMARKS:
+        commands.update(importlib.import_module(f"bench.{module}").COMMANDS)
+    return commands
+
+
+EXPECTED = expected_commands()
 # Runs of bench.attention_probe: the same QA items, so one comparison (latest run per method).
 SENTENCE_QA = ("attention_probe", "attention_probe_fill", "pipeline", "quality")
 QUALITY_PANELS = {

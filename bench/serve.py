@@ -44,6 +44,9 @@ from ragpress.defaults import QUERY_METHOD
 from ragpress.serve.server import free_port, wait_ready
 from ragpress.serve.wire import comparable, result_from_wire
 
+#: The results this benchmark writes (bench/results/NAME.json) and the command that writes
+#: each, as the Makefile runs it (bench.report names it when a result is missing).
+COMMANDS = {"serve": "python -m bench.serve --method first-k --requests 256"}
 BACKENDS = ("inprocess", "uvicorn-b1", "uvicorn", "ray")
 
 

@@ -39,6 +39,12 @@ RATES = (0.5, 1 / 3)
 FORCE = ["\n", "?"]
 REPEATS = 2  # timed runs per item (the minimum is reported)
 
+#: The results this benchmark writes (bench/results/NAME.json) and the command that writes
+#: each, as the Makefile runs it (bench.report names it when a result is missing).
+COMMANDS = {
+    "token_classifier": "python -m bench.token_classifier --items 50 --anchor-items 20",
+}
+
 
 # -- (a) held-out answer survival ----------------------------------------------------------
 

@@ -149,6 +149,8 @@ def models_list() -> None:
 
 
 train_app = typer.Typer(help="Reproduce the learned parts from package-shipped models and data.")
+OUT_HELP = "Where to write the result (default: $RAGPRESS_HOME/trained/)."
+SHIP_HELP = "Replace the file shipped in ragpress/data (what the compressors load by default)."
 app.add_typer(train_app, name="train")
 
 
@@ -157,17 +159,22 @@ def train_attention_probe(
     model: Annotated[str, typer.Option(help="Proxy decoder (catalogue name).")] = "smollm2-135m",
     items: Annotated[int, typer.Option(help="Training QA items.")] = 300,
     eval_items: Annotated[int, typer.Option(help="Held-out dev items for ROC AUC.")] = 100,
-    output: Annotated[str | None, typer.Option(help="Where to write the probe (.npz).")] = None,
+    out: Annotated[str | None, typer.Option("--out", "--output", help=OUT_HELP)] = None,
+    ship: Annotated[bool, typer.Option(help=SHIP_HELP)] = False,
 ) -> None:
     """Train the attention probe on development QA data (bigbench disfl_qa)."""
     from ragpress.training.attention_probe import train
 
-    stats = train(
-        model=model,
-        items=items,
-        eval_items=eval_items,
-        output=Path(output) if output else None,
-    )
+    try:
+        stats = train(
+            model=model,
+            items=items,
+            eval_items=eval_items,
+            output=Path(out) if out else None,
+            ship=ship,
+        )
+    except ValueError as error:
+        _fail(error)
     typer.echo(json.dumps(stats, indent=2))
 
 
@@ -181,12 +188,18 @@ def train_token_classifier(
     keep_rate: Annotated[float, typer.Option(help="Teacher's kept share of words.")] = 0.5,
     train_layers: Annotated[int, typer.Option(help="Top encoder layers trained.")] = 2,
     epochs: Annotated[int, typer.Option()] = 3,
-    output: Annotated[str | None, typer.Option(help="Delta file (.safetensors).")] = None,
-    export: Annotated[bool, typer.Option(help="Export minilm-l6-keep to ONNX after.")] = True,
+    out: Annotated[str | None, typer.Option("--out", "--output", help=OUT_HELP)] = None,
+    ship: Annotated[bool, typer.Option(help=SHIP_HELP)] = False,
+    export: Annotated[bool, typer.Option(help="With --ship: export minilm-l6-keep after.")] = True,
 ) -> None:
     """Distil the keep/drop word classifier (SmolLM2 teacher + QA answers) into MiniLM-L6."""
-    from ragpress.training.token_classifier import SHIPPED, train
+    from ragpress.training.outputs import output_path
+    from ragpress.training.token_classifier import DELTA, train
 
+    try:
+        output = output_path(DELTA, out=Path(out) if out else None, ship=ship)
+    except ValueError as error:
+        _fail(error)
     stats = train(
         passages_limit=passages,
         wiki=wiki,
@@ -194,8 +207,8 @@ def train_token_classifier(
         keep_rate=keep_rate,
         train_layers=train_layers,
         epochs=epochs,
-        output=Path(output) if output else SHIPPED,
-        export=export and not output,
+        output=output,
+        export=export and ship,  # the catalogue's minilm-l6-keep applies the shipped delta
     )
     typer.echo(json.dumps(stats, indent=2))
 
@@ -207,18 +220,24 @@ def train_relevance(
     ] = 5000,
     steps: Annotated[int | None, typer.Option(help="Optimizer steps (batch 16).")] = 220,
     train_layers: Annotated[int, typer.Option(help="Top encoder layers trained.")] = 4,
-    output: Annotated[str | None, typer.Option(help="Delta file (.safetensors).")] = None,
-    export: Annotated[bool, typer.Option(help="Export minilm-l6-relevance to ONNX after.")] = True,
+    out: Annotated[str | None, typer.Option("--out", "--output", help=OUT_HELP)] = None,
+    ship: Annotated[bool, typer.Option(help=SHIP_HELP)] = False,
+    export: Annotated[bool, typer.Option(help="With --ship: export the model after.")] = True,
 ) -> None:
     """Train the Provence-style relevance cross-encoder (MiniLM-L6) on bigbench QA pairs."""
-    from ragpress.training.relevance import SHIPPED, train
+    from ragpress.training.outputs import output_path
+    from ragpress.training.relevance import DELTA, train
 
+    try:
+        output = output_path(DELTA, out=Path(out) if out else None, ship=ship)
+    except ValueError as error:
+        _fail(error)
     stats = train(
         pairs=pairs,
         max_steps=steps,
         train_layers=train_layers,
-        output=Path(output) if output else SHIPPED,
-        export=export and not output,
+        output=output,
+        export=export and ship,  # the catalogue's minilm-l6-relevance applies the shipped delta
     )
     typer.echo(json.dumps(stats, indent=2))
 

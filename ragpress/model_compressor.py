@@ -18,12 +18,27 @@ It owns the model options, so a subclass takes its own options and hands ``**opt
 One rule sets the defaults, on every model compressor:
 
 * ``variant=None``: ``fp32`` on CUDA and with the torch backend; on CPU with ONNX the class's
-  ``cpu_variant``, which is ``fp32`` unless int8 was measured to choose the same text. Entropy's
-  is ``int8``: 1.4x faster than fp32 at 512 tokens and as good at keeping answers (40 dev items
-  at 4x: 52.5% question-aware, 60% with coarse, 15% without a question, as fp32).
+  ``cpu_variant``, which is ``fp32`` unless int8 was measured to keep answers as well as fp32
+  (a per-method quality fact, not a speed one). Entropy's is ``int8``: as good at keeping
+  answers (40 dev items at 4x: 52.5% question-aware, 60% with coarse, 15% without a question,
+  as fp32) and 1.8x as fast (below).
 * ``batch_size=None``: 1 on CPU and 8 on CUDA (``ragpress.onnx.models.CPU_BATCH``): on CPU,
-  padding rows of different lengths to the longest cost more than batching saved. Measured
-  on this machine's 2 cores (``python -m bench.defaults``, figures in its docstring).
+  padding rows of different lengths to the longest costs more than batching saves.
+
+Measured with ``python -m bench.defaults --items 3 --repeats 1`` (3 dev QA items, gold + 4
+distractors, question given, rate 0.25, settings taking turns; 2 cores shared with other jobs,
+load ~14, so the ratios matter, not the seconds), seconds per item:
+
+====================  =========  =========
+setting               batch 1    batch 8
+====================  =========  =========
+entropy int8          18.0       20.2
+entropy fp32          32.9       52.0
+ib-filter fp32        53.3       135.4
+====================  =========  =========
+
+Batch 1 on CPU is the rule for every model compressor (before it, ib-filter ran batches of 8 on
+CPU; its kept spans on the bundled sample are identical at 1, ``tests/golden``).
 
 The runner is ``self.runner`` (a :class:`ragpress.onnx.models.TokenScorer`, ``TokenTagger``
 or ``AttentionRows``, chosen by the class's ``runner_class``); its settings join the result's.

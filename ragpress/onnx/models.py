@@ -65,10 +65,10 @@ class _RoleModel:
             self.device = active_device(self._session)
             self.tokenizer = _load_tokenizer(folder / "tokenizer")
         else:
-            from ragpress.onnx.export import _WRAPPERS
             from ragpress.onnx.sources import load_tokenizer, load_torch_model
+            from ragpress.onnx.wrappers import WRAPPERS
 
-            self._torch = _WRAPPERS[self.role](load_torch_model(self.spec)).eval()
+            self._torch = WRAPPERS[self.role](load_torch_model(self.spec)).eval()
             self.device = "cpu"
             self.tokenizer = load_tokenizer(self.spec)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0

@@ -3,7 +3,8 @@
 A sentence is relevant when it contains a gold answer string. Training items and evaluation
 items come from disjoint splits (split by passage), so no evaluation passage is ever seen.
 
-    ragpress train attention-probe --items 300       # writes ragpress/data/probe-<model>.npz
+    ragpress train attention-probe --items 300   # $RAGPRESS_HOME/trained/probe-<model>.npz
+    ragpress train attention-probe --ship        # replaces ragpress/data/probe-<model>.npz
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tqdm.auto import tqdm
 from ragpress.compressors.attention_probe import AttentionProbeCompressor, Probe
 from ragpress.training.corpora import CACHE_DIR
 from ragpress.training.logistic import fit_logistic, roc_auc
+from ragpress.training.outputs import output_path
 from ragpress.training.qa import QAItem, Split, answer_in, load_items
 
 
@@ -49,9 +51,13 @@ def train(
     distractors: int = 4,
     l2_grid: Sequence[float] = (1.0, 10.0, 100.0, 1000.0),
     output: Path | None = None,
+    ship: bool = False,
 ) -> dict[str, Any]:
     """Fit the probe on ``items`` train items; pick the L2 penalty by ROC AUC on ``eval_items``
     dev items (the test split stays untouched for the benchmarks)."""
+    from ragpress.onnx.catalogue import get_spec
+
+    output = output_path(f"probe-{get_spec(model).name}.npz", out=output, ship=ship)
     compressor = AttentionProbeCompressor(model=model)
     train_x, train_y = _features(compressor, "train", items, distractors)
     dev_x, dev_y = _features(compressor, "dev", eval_items, distractors)
@@ -74,7 +80,7 @@ def train(
         "l2": best_l2,
         "features": int(train_x.shape[1]),
     }
-    output = output or _bundled_path(probe.model)
+    output.parent.mkdir(parents=True, exist_ok=True)
     probe.save(output, **{k: v for k, v in stats.items() if not isinstance(v, dict)})
     return {"output": str(output), **stats}
 
@@ -95,7 +101,3 @@ def _features(
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, x=x, y=y)
     return x, y
-
-
-def _bundled_path(model: str) -> Path:
-    return Path(__file__).resolve().parents[1] / "data" / f"probe-{model}.npz"

@@ -49,7 +49,7 @@ from ragpress.training.qa import (
 )
 
 BASE = "minilm-l6"
-SHIPPED = Path(__file__).resolve().parents[1] / "data" / "minilm-l6-relevance.safetensors"
+DELTA = "minilm-l6-relevance.safetensors"
 LABELS = {0: "keep", 1: "relevant"}
 #: Question sub-words kept in front of every window (longer questions are cut).
 MAX_QUERY_TOKENS = 48
@@ -262,7 +262,7 @@ def train(
     max_length: int = 160,
     seed: int = 0,
     threads: int = 2,
-    output: Path = SHIPPED,
+    output: Path,
     export: bool = True,
     max_steps: int | None = 220,
 ) -> dict[str, Any]:

