@@ -23,11 +23,12 @@ reuse), the ratio of their totals being the speed comparison.
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ragpress
@@ -126,11 +127,12 @@ def speed_rows(items: list[QAItem], repeats: int = 1) -> list[dict[str, Any]]:
     totals = {name: 0.0 for name in compressors}
     tokens = sum(ragpress.get_compressor("first-k").tokenizer.count(i.context()) for i in items)
     for item in items:
+        calls: dict[str, Callable[[], Any]] = {
+            name: functools.partial(_compress_at_4x, compressor, item)
+            for name, compressor in compressors.items()
+        }
         timings = measure_interleaved(
-            {
-                name: (lambda c=c, i=item: c.compress(i.documents(), i.question, rate=0.25))
-                for name, c in compressors.items()
-            },
+            calls,
             warmup=0,
             repeats=repeats,
         )
@@ -146,6 +148,10 @@ def speed_rows(items: list[QAItem], repeats: int = 1) -> list[dict[str, Any]]:
         }
         for name, total in totals.items()
     ]
+
+
+def _compress_at_4x(compressor: Any, item: QAItem) -> Any:
+    return compressor.compress(item.documents(), item.question, rate=0.25)
 
 
 def reader_rows(items: list[QAItem], methods: Sequence[str], rate: float) -> list[dict[str, Any]]:
@@ -172,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--reader-items", type=int, default=0)
     parser.add_argument("--name", default="relevance")
     args = parser.parse_args(argv)
-    items = {s: load_setting(args.split, s, args.items) for s in args.settings}  # type: ignore[arg-type]
+    items = {s: load_setting(args.split, s, args.items) for s in args.settings}
     targets = {t: TARGETS[t] for t in args.targets}
     rows = [row for name in args.methods for row in run_method(name, items, targets)]
     extra: dict[str, Any] = {}

@@ -274,7 +274,8 @@ def _json_spans(text: str) -> list[Interval]:
     parsed once, and a region that fails is searched for JSON inside it at most two levels down.
     """
     spans: list[Interval] = []
-    covered, failed = 0, []  # end of the last JSON span; ends of the enclosing failed regions
+    covered = 0  # end of the last JSON span
+    failed: list[int] = []  # ends of the enclosing failed regions
     for start, end, depth in sorted(_bracket_regions(text)):
         if start < covered:
             continue

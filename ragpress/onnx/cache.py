@@ -81,7 +81,7 @@ def settled_is_file(path: Path) -> bool:
 def remove_stale_scratch(parent: Path) -> list[Path]:
     """Delete the scratch and set-aside folders in ``parent`` whose process is gone; returns
     what was removed."""
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(parent.iterdir())
     except OSError:

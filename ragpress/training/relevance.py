@@ -85,15 +85,15 @@ def disfl_pairs(split: str, seed: int) -> list[Pair]:
 def conflict_pairs(limit: int | None, seed: int, *, dev: bool = False) -> list[Pair]:
     """Natural Questions pairs from ``contextual_parametric_knowledge_conflicts`` (its passages'
     dev bucket held out for validation), with an other-passage negative for half of them."""
-    parsed = []
+    parsed: list[tuple[str, str, tuple[str, ...]]] = []
     for example in task_examples("contextual_parametric_knowledge_conflicts"):
         split = _split_input(str(example.get("input", "")))
         if split is None:
             continue
         question, passage = split
-        answers = _answers_in(passage, example.get("target"))
-        if question and answers and (split_of(passage) == "dev") == dev:
-            parsed.append((question, passage, tuple(answers)))
+        found = _answers_in(passage, example.get("target"))
+        if question and found and (split_of(passage) == "dev") == dev:
+            parsed.append((question, passage, tuple(found)))
     rng = random.Random(seed)
     rng.shuffle(parsed)
     parsed = parsed[:limit] if limit is not None else parsed
@@ -371,6 +371,6 @@ def export_graphs() -> dict[str, Any]:
 
     parity = {}
     for variant in ("fp32", "int8"):
-        folder = prepare("minilm-l6-relevance", "relevance", variant, force=True)  # type: ignore[arg-type]
+        folder = prepare("minilm-l6-relevance", "relevance", variant, force=True)
         parity[variant] = json.loads((folder / MANIFEST).read_text())["parity"]
     return parity
