@@ -69,29 +69,41 @@ class EmbeddingSimilarity(Compressor):
     default_rate = 0.5
     requires_query = True
 
-    def __init__(self, *, model: str = "minilm-l6", target_tokenizer: Any = None) -> None:
+    def __init__(
+        self,
+        *,
+        model: str = "minilm-l6",
+        backend: str = "onnx",
+        variant: str = "fp32",
+        device: str = "auto",
+        threads: int | None = None,
+        max_length: int = 256,
+        target_tokenizer: Any = None,
+    ) -> None:
         super().__init__(target_tokenizer=target_tokenizer)
-        from transformers import AutoModel, AutoTokenizer
-
         from ragpress.onnx.catalogue import get_spec
-        from ragpress.onnx.sources import weights_folder
+        from ragpress.onnx.models import TokenEmbedder
 
-        folder = weights_folder(get_spec(model))
-        self._tokenizer = AutoTokenizer.from_pretrained(folder)
-        self._model = AutoModel.from_pretrained(folder, use_safetensors=True).eval()
-        self.model = model
+        self.embedder = TokenEmbedder(
+            get_spec(model, kind="encoder"),
+            backend=backend,  # type: ignore[arg-type]
+            variant=variant,
+            device=device,  # type: ignore[arg-type]
+            threads=threads,
+            batch_size=16,
+        )
+        self.model, self.max_length = model, max_length
+        tokenizer = self.embedder.tokenizer
+        self._cls = [tokenizer.cls_token_id] if tokenizer.cls_token_id is not None else []
+        self._sep = [tokenizer.sep_token_id] if tokenizer.sep_token_id is not None else []
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        import torch
-
-        batch = self._tokenizer(
-            list(texts), padding=True, truncation=True, max_length=256, return_tensors="pt"
-        )
-        with torch.inference_mode():
-            hidden = self._model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-        return torch.nn.functional.normalize(pooled, dim=-1).numpy()
+        """Mean-pooled, L2-normalised sentence vectors (sentence-transformers' recipe)."""
+        body = self.max_length - len(self._cls) - len(self._sep)
+        ids = self.embedder.tokenizer(list(texts))["input_ids"]
+        hidden = self.embedder.hidden([[*self._cls, *row[:body], *self._sep] for row in ids])
+        pooled = np.stack([states.mean(axis=0) for states in hidden]).astype(np.float64)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
     def _compress_batch(self, requests: Sequence[CompressionRequest]) -> list[CompressionResult]:
         return [self._one(request) for request in requests]
@@ -111,4 +123,4 @@ class EmbeddingSimilarity(Compressor):
 
     @property
     def settings(self) -> dict[str, Any]:
-        return {**super().settings, "model": self.model}
+        return {**super().settings, **self.embedder.settings, "model": self.model}

@@ -1,7 +1,9 @@
 """Model objects compressors hold: the backend (``"onnx"`` or ``"torch"``) is an argument.
 
 ``TokenScorer`` gives per-token negative log-likelihoods from a causal LM (role ``nll``);
-``TokenTagger`` gives token-classification logits from an encoder (role ``token-logits``).
+``TokenTagger`` gives token-classification logits from an encoder (role ``token-logits``);
+``TokenEmbedder`` its last hidden states (role ``hidden``); ``AttentionRows`` the final
+position's attention rows of a causal LM (role ``attention``).
 Both take lists of token id sequences and return one array per sequence.
 """
 
@@ -9,13 +11,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from ragpress.onnx.catalogue import ModelSpec, Role, get_spec
 from ragpress.onnx.runtime import Device, _trim, active_device, create_session, run_batches
+from ragpress.onnx.tokenizer import ModelTokenizer
 
 Backend = Literal["onnx", "torch"]
 
@@ -47,14 +49,15 @@ class _RoleModel:
             folder = prepare(self.spec, self.role, variant)  # type: ignore[arg-type]
             self._session = create_session(folder / GRAPH, device=device, threads=threads)
             self.device = active_device(self._session)
-            self.tokenizer = _load_tokenizer(folder / "tokenizer")
+            self.tokenizer = ModelTokenizer.from_folder(folder / "tokenizer")
         else:
             from ragpress.onnx.export import _WRAPPERS
             from ragpress.onnx.sources import load_tokenizer, load_torch_model
 
-            self._torch = _WRAPPERS[self.role](load_torch_model(self.spec)).eval()
+            model = load_torch_model(self.spec, head=self.role != "hidden")
+            self._torch = _WRAPPERS[self.role](model).eval()
             self.device = "cpu"
-            self.tokenizer = load_tokenizer(self.spec)
+            self.tokenizer = ModelTokenizer.from_transformers(load_tokenizer(self.spec))
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
     @property
@@ -117,6 +120,18 @@ class TokenTagger(_RoleModel):
         return self.run(sequences)
 
 
+class TokenEmbedder(_RoleModel):
+    """An encoder's last hidden states (S, D) per sequence, for sentence embeddings."""
+
+    role: Role = "hidden"
+
+    def __init__(self, model: str | ModelSpec = "minilm-l6", **options: Any) -> None:
+        super().__init__(model, **options)
+
+    def hidden(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        return self.run(sequences)
+
+
 class AttentionRows(_RoleModel):
     """The final position's attention to every position, per layer and head: (L, H, S).
 
@@ -132,9 +147,3 @@ class AttentionRows(_RoleModel):
 
     def rows(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
         return self.run(sequences)
-
-
-def _load_tokenizer(folder: Path) -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(folder))
