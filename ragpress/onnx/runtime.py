@@ -8,13 +8,15 @@ thread-safe in onnxruntime.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -180,6 +182,30 @@ def _pad(sequences: Sequence[Sequence[int]], indices: list[int], pad_id: int) ->
     return Batch(indices, ids, mask)
 
 
+class BatchProgress(Protocol):
+    """Told how many tokens a model call will run, then each batch's tokens as it finishes."""
+
+    def planned(self, tokens: int) -> None: ...
+
+    def ran(self, tokens: int) -> None: ...
+
+
+_PROGRESS: contextvars.ContextVar[BatchProgress | None] = contextvars.ContextVar(
+    "ragpress_batch_progress", default=None
+)
+
+
+@contextlib.contextmanager
+def reporting_batches(progress: BatchProgress) -> Iterator[None]:
+    """Within the block, every ONNX model call of this thread reports to ``progress`` (the
+    CLI's bar on long compressions)."""
+    token = _PROGRESS.set(progress)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+
+
 def run_batches(
     session: Any,
     sequences: Sequence[Sequence[int]],
@@ -192,12 +218,17 @@ def run_batches(
     """Run the graph over token sequences; returns each row's output trimmed to its length
     along ``sequence_axis`` (an axis of the batched output, 1 for (B, S, ...))."""
     outputs: list[np.ndarray | None] = [None] * len(sequences)
+    progress = _PROGRESS.get()
+    if progress is not None:
+        progress.planned(sum(len(sequence) for sequence in sequences))
     for batch in length_batches(
         sequences, batch_size=batch_size, pad_id=pad_id, max_tokens=max_tokens
     ):
         result = _run(session, batch.input_ids, batch.attention_mask)
         for row, index in enumerate(batch.indices):
             outputs[index] = _trim(result[row], sequence_axis - 1, len(sequences[index]))
+        if progress is not None:
+            progress.ran(sum(len(sequences[index]) for index in batch.indices))
     return outputs  # type: ignore[return-value]
 
 
