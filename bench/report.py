@@ -35,6 +35,7 @@ EXPECTED = {
     "pipeline": "python -m bench.attention_probe --methods attention-probe+entropy --name pipeline",
     "ib_filter": "python -m bench.ib_filter --items 40",
     "token_classifier": "python -m bench.token_classifier",
+    "startup": "python -m bench.startup",
 }
 # Runs of bench.attention_probe: the same QA items, so one comparison (latest run per method).
 SENTENCE_QA = ("attention_probe", "attention_probe_fill", "pipeline", "quality")

@@ -42,11 +42,23 @@ def compress(
     context: str | Sequence[str],
     query: str | None = None,
     *,
-    method: str = DEFAULT_METHOD,
+    method: str | Compressor | None = None,
     rate: float | None = None,
     target_tokens: int | None = None,
     **options: Any,
 ) -> CompressionResult:
-    """One call: build the compressor ``method`` with ``options`` and compress ``context``."""
-    compressor = get_compressor(method, **options)
+    """One call: build the compressor ``method`` with ``options`` and compress ``context``.
+
+    ``method`` is a name, a compressor instance (then no ``options``), or None: the query-aware
+    default (``QUERY_METHOD``) when a query is given, else the lossless ``DEFAULT_METHOD``.
+    """
+    if isinstance(method, Compressor):
+        if options:
+            raise TypeError(
+                f"options {sorted(options)} go to the constructor; pass them when building "
+                "the compressor instance, or pass the method by name"
+            )
+        compressor = method
+    else:
+        compressor = get_compressor(method or default_method(query), **options)
     return compressor.compress(context, query, rate=rate, target_tokens=target_tokens)

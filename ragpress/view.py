@@ -87,7 +87,7 @@ def terminal_view(
     parts: list[Any] = []
     for view in document_views(documents, result, tokenizer):
         figures = f"document {view.index + 1}: {view.original_tokens} -> {view.compressed_tokens}"
-        parts.append(Rule(f"{figures} tokens", align="left", style="cyan"))
+        parts.append(Rule(Text(f"{figures} tokens", style="bold cyan"), align="left", style="cyan"))
         body = Text()
         for segment, kept in view.segments:
             body.append(segment, style="bold green" if kept else "dim red strike")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import os
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -26,6 +27,7 @@ from ragpress.onnx.cache import sha256
 Device = Literal["auto", "cpu", "cuda"]
 _SESSIONS: dict[tuple, Any] = {}
 _VERIFIED: set[tuple] = set()
+VERIFIED_STAMPS = ".verified.json"
 _LOCK = threading.Lock()
 
 
@@ -111,7 +113,12 @@ def asks_for_cuda(device: Device) -> bool:
 
 
 def verify_files(folder: Path) -> dict:
-    """Check every file against the manifest (once per process per folder state)."""
+    """Check every file against the manifest's sha256.
+
+    A file is hashed once per state (size, mtime, inode): the states already verified are kept
+    in memory and in ``.verified.json`` beside the manifest, so a new process does not hash
+    hundreds of MB again (0.5 s for SmolLM2's int8 graph) unless a file changed.
+    """
     manifest_path = folder / "manifest.json"
     if not manifest_path.is_file():
         raise ModelFileError(
@@ -119,10 +126,13 @@ def verify_files(folder: Path) -> dict:
             "`ragpress models prepare` again"
         )
     manifest = json.loads(manifest_path.read_text())
+    stamps = _read_stamps(folder)
+    fresh = {}
     for relative, expected in manifest["sha256"].items():
         path = folder / relative
         state = (str(path), *_stat(path))
-        if state in _VERIFIED:
+        if state in _VERIFIED or stamps.get(relative) == [*state[1:], expected]:
+            fresh[relative] = [*state[1:], expected]
             continue
         if not path.is_file():
             raise ModelFileError(f"{path} is missing; run `ragpress models prepare --force`")
@@ -132,15 +142,36 @@ def verify_files(folder: Path) -> dict:
                 "run `ragpress models prepare --force`"
             )
         _VERIFIED.add(state)
+        fresh[relative] = [*state[1:], expected]
+    if fresh != stamps:
+        _write_stamps(folder, fresh)
     return manifest
 
 
-def _stat(path: Path) -> tuple[int, int]:
+def _read_stamps(folder: Path) -> dict:
+    try:
+        stamps = json.loads((folder / VERIFIED_STAMPS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return stamps if isinstance(stamps, dict) else {}
+
+
+def _write_stamps(folder: Path, stamps: dict) -> None:
+    """Best effort (a read-only cache just hashes again next time); atomic by rename."""
+    scratch = folder / f".{VERIFIED_STAMPS}.{os.getpid()}.{threading.get_ident()}"
+    try:
+        scratch.write_text(json.dumps(stamps))
+        os.replace(scratch, folder / VERIFIED_STAMPS)
+    except OSError:
+        scratch.unlink(missing_ok=True)
+
+
+def _stat(path: Path) -> tuple[int, int, int]:
     try:
         info = path.stat()
     except FileNotFoundError:
-        return (-1, -1)
-    return (info.st_size, info.st_mtime_ns)
+        return (-1, -1, -1)
+    return (info.st_size, info.st_mtime_ns, info.st_ino)
 
 
 @dataclass(frozen=True)
