@@ -130,7 +130,7 @@ def compress(
 ) -> None:
     """Compress a context and print it, then a one-line summary on stderr."""
     text = _read_input(source)
-    context = _documents(text, split or (show and source == SAMPLE))
+    context = _documents(text, split)
     name = method or default_method(query)
     from ragpress.onnx.runtime import ModelFileError
     from ragpress.onnx.sources import ModelNotFoundError

@@ -304,3 +304,22 @@ def test_every_transformers_load_goes_through_the_one_loader():
         if ".from_pretrained(" in line and path.name != "sources.py"
     ]
     assert offenders == []
+
+
+@pytest.mark.real_model
+def test_a_cold_first_run_prints_only_json_on_stdout(tmp_path):
+    """The export of a first use (MiniLM: under a minute) leaves stdout to the result."""
+    run = _cli(
+        "compress", "sample", "-m", "token-classifier", "--rate", "0.5", "--json",
+        env={"RAGPRESS_HOME": str(tmp_path), "RAGPRESS_QUIET": "0"},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["method"] == "token-classifier"
+    assert "torch.onnx" not in run.stderr and "Traceback" not in run.stderr
+
+
+def test_sample_question_is_the_one_make_demo_asks():
+    from ragpress.cli import SAMPLE_QUESTION
+
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    assert f'--query "{SAMPLE_QUESTION}"' in makefile

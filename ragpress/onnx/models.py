@@ -52,12 +52,15 @@ class _RoleModel:
             self.tokenizer = ModelTokenizer.from_folder(folder / "tokenizer")
         else:
             from ragpress.onnx.export import _WRAPPERS
+            from ragpress.onnx.progress import job, step
             from ragpress.onnx.sources import load_tokenizer, load_torch_model
 
-            model = load_torch_model(self.spec, head=self.role != "hidden")
-            self._torch = _WRAPPERS[self.role](model).eval()
+            steps = {"load weights": 10.0}
+            with job(f"loading {self.spec.name} on torch", steps), step("load weights"):
+                model = load_torch_model(self.spec, head=self.role != "hidden")
+                self._torch = _WRAPPERS[self.role](model).eval()
+                self.tokenizer = ModelTokenizer.from_transformers(load_tokenizer(self.spec))
             self.device = "cpu"
-            self.tokenizer = ModelTokenizer.from_transformers(load_tokenizer(self.spec))
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
     @property
