@@ -137,6 +137,12 @@ def compress(
 
     try:
         compressor = get_compressor(name, **parse_options(option or []))
+        if (rate is not None or target_tokens is not None) and hasattr(compressor, "decompress"):
+            raise ValueError(
+                f"{compressor.name} is lossless: it keeps every token, so --rate and "
+                "--target-tokens do not apply; drop them, or put a lossy method first "
+                f"(e.g. --method entropy+{compressor.name})"
+            )
         with _progress(len(text)):
             result = compressor.compress(context, query, rate=rate, target_tokens=target_tokens)
     except (ValueError, TypeError, ImportError, ModelNotFoundError, ModelFileError) as error:

@@ -323,3 +323,8 @@ def test_sample_question_is_the_one_make_demo_asks():
 
     makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
     assert f'--query "{SAMPLE_QUESTION}"' in makefile
+
+
+def test_cli_refuses_a_budget_for_the_lossless_method():
+    run = _cli("compress", "sample", "-m", "metatoken", "--rate", "0.5")
+    assert run.returncode == 2 and "lossless" in run.stderr and run.stdout == ""
