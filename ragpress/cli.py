@@ -7,6 +7,7 @@ progress bars and errors go to stderr.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from importlib import resources
@@ -175,7 +176,16 @@ class _TokenBar:
     def __init__(self) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=0, desc="compressing", unit="tok", leave=False, file=sys.stderr)
+        # A stream of its own on fd 2: tqdm drew nothing on sys.stderr under a pty (script).
+        self.stream = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1, encoding="utf-8")
+        self.bar = tqdm(
+            total=0,
+            desc="compressing",
+            bar_format="{desc} {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} model tokens "
+            "{elapsed}<{remaining}",
+            leave=False,
+            file=self.stream,
+        )
 
     def planned(self, tokens: int) -> None:
         self.bar.total += tokens
@@ -183,6 +193,10 @@ class _TokenBar:
 
     def ran(self, tokens: int) -> None:
         self.bar.update(tokens)
+
+    def close(self) -> None:
+        self.bar.close()
+        self.stream.close()
 
 
 def _progress(characters: int) -> Any:
@@ -196,7 +210,7 @@ def _progress(characters: int) -> Any:
         return contextlib.nullcontext()
     stack = contextlib.ExitStack()
     bar = _TokenBar()
-    stack.callback(bar.bar.close)
+    stack.callback(bar.close)
     stack.enter_context(reporting_batches(bar))
     return stack
 
