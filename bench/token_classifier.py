@@ -153,7 +153,7 @@ def side_by_side(items: list[QAItem]) -> tuple[list[dict[str, Any]], list[str]]:
         )
         for variant in ("fp32", "int8")
     }
-    normalizer = compressors["fp32"].tagger.tokenizer.backend_tokenizer.normalizer.normalize_str
+    normalizer = compressors["fp32"].runner.tokenizer.backend_tokenizer.normalizer.normalize_str
     rows, notes = [], []
     for rate in RATES:
         theirs = run_anchor(items, rate, folder)

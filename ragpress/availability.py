@@ -9,14 +9,6 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 
-#: Method -> (model, role) its default settings run; methods not listed need no model.
-MODELS: dict[str, tuple[str, str]] = {
-    "entropy": ("smollm2-135m", "nll"),
-    "ib-filter": ("smollm2-135m", "nll"),
-    "attention-probe": ("smollm2-135m", "attention"),
-    "token-classifier": ("minilm-l6-keep", "token-logits"),
-    "embedding-similarity": ("minilm-l6", "hidden"),
-}
 EXPORT_MODULES = ("torch", "transformers", "onnx")
 
 
@@ -36,15 +28,32 @@ def method_status(name: str) -> Status:
     return Status(True, "; ".join(dict.fromkeys(s.reason for s in statuses)))
 
 
+def model_methods() -> dict[str, tuple[str, str]]:
+    """Method -> (model, role) its defaults run, read from the classes (``ModelCompressor``'s
+    ``default_model`` and its runner's role)."""
+    from ragpress.registry import available, factory
+
+    found = {}
+    for name in available():
+        cls = factory(name)
+        runner = getattr(cls, "runner_class", None)
+        if getattr(cls, "loads_model", False) and runner is not None:
+            found[name] = (cls.default_model, runner.role)
+    return found
+
+
 def _one(name: str) -> Status:
-    from ragpress.registry import resolve
+    from ragpress.registry import factory, resolve
 
     key = resolve(name)
     if key == "pipeline":
         return Status(True, "stages joined with '+', e.g. probe+entropy")
-    needs = MODELS.get(key)
-    if needs is None:
+    cls = factory(key)
+    if not getattr(cls, "loads_model", False):
         return Status(True, "no model")
+    needs = model_methods().get(key)
+    if needs is None:
+        return Status(True, "loads a model of its own (not checked here)")
     if importlib.util.find_spec("onnxruntime") is None:
         return Status(False, "needs onnxruntime: pip install 'ragpress[cpu]'")
     model, role = needs

@@ -1,13 +1,27 @@
-"""``Compressor``: the one interface. Subclasses implement ``_compress_batch`` only."""
+"""``Compressor``: the one interface, and the prologue every method shares.
+
+A subclass implements its scoring only, in one of two hooks:
+
+* ``_compress(request) -> CompressionResult`` for one request, or
+* ``_compress_batch(requests) -> list[CompressionResult]`` to batch its model calls across
+  requests (the default calls ``_compress`` on each).
+
+Either hook receives only *live* requests: validated (:class:`CompressionRequest`), with some
+non-whitespace text, and with a non-blank query when the class sets ``requires_query``. The
+base class answers everything else itself (an empty or whitespace-only context passes through
+unchanged; a missing query raises one ``ValueError``), times the call (``result.seconds``) and
+the model forwards in it (``result.timings["forward"]``, see :mod:`ragpress.timing`).
+"""
 
 from __future__ import annotations
 
 import time
-from abc import ABC, abstractmethod
+from abc import ABC
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from ragpress.selection import Selection, Units, scored_spans, select
+from ragpress.timing import forward_clock
 from ragpress.tokenization import TargetTokenizer, get_target_tokenizer
 from ragpress.types import CompressionRequest, CompressionResult, ScoredSpan, Span
 
@@ -17,18 +31,26 @@ BatchItem = CompressionRequest | Mapping[str, Any] | str
 class Compressor(ABC):
     """Compress a context (one text or a list of documents), optionally for a query.
 
-    ``compress`` validates its arguments and hands one request to ``_compress_batch``;
-    ``compress_batch`` hands many, so backends that batch their model calls can do so.
+    ``compress`` validates its arguments into one request; ``compress_batch`` takes many, so
+    backends that batch their model calls can do so. See the module docstring for the hooks.
     """
 
     name: ClassVar[str]
     #: Kept share of tokens when neither ``rate`` nor ``target_tokens`` is given (None: no budget).
     default_rate: ClassVar[float | None] = None
-    #: True when the method cannot run without a query (adapters check it up front).
+    #: True when the method cannot run without a query: the base class raises before scoring.
     requires_query: ClassVar[bool] = False
+    #: True when building the compressor loads a model (tests mark such methods real_model).
+    loads_model: ClassVar[bool] = False
 
     def __init__(self, *, target_tokenizer: Any = None) -> None:
         self.tokenizer: TargetTokenizer = get_target_tokenizer(target_tokenizer)
+
+    @property
+    def question_aware(self) -> bool:
+        """True when the output depends on the query: adapters then insist on one and
+        benchmarks pass one. Every method that requires a query is; entropy is by option."""
+        return self.requires_query
 
     def compress(
         self,
@@ -54,19 +76,45 @@ class Compressor(ABC):
         """The options that shaped the output, copied into every result."""
         return {"target_tokenizer": self.tokenizer.name}
 
-    @abstractmethod
+    def _compress(self, request: CompressionRequest) -> CompressionResult:
+        """Compress one live request (see the module docstring)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement _compress(request) or _compress_batch(requests)"
+        )
+
     def _compress_batch(self, requests: Sequence[CompressionRequest]) -> list[CompressionResult]:
-        """Compress validated requests; ``seconds`` is filled in by the caller."""
+        """Compress live requests, one result each in order; ``seconds`` and the forward time
+        are filled in by the caller."""
+        return [self._compress(request) for request in requests]
 
     def _run(self, requests: list[CompressionRequest]) -> list[CompressionResult]:
         if not requests:
             return []
+        live = [i for i, request in enumerate(requests) if not request.is_empty]
+        if self.requires_query:
+            for i in live:
+                self.check_query(requests[i])
         start = time.perf_counter()
-        results = self._compress_batch(requests)
+        with forward_clock() as clock:
+            scored = self._compress_batch([requests[i] for i in live]) if live else []
+        if len(scored) != len(live):
+            raise RuntimeError(f"{self.name} returned {len(scored)} results for {len(live)}")
+        by_index = dict(zip(live, scored, strict=True))
+        results = [by_index.get(i) or self.passthrough(r) for i, r in enumerate(requests)]
         elapsed = (time.perf_counter() - start) / len(requests)
         for result in results:
             result.seconds = elapsed
+            if clock.calls:
+                result.timings["forward"] = clock.seconds / len(requests)
         return results
+
+    def check_query(self, request: CompressionRequest) -> None:
+        """The one error for a method that needs a query and got none (or a blank one)."""
+        if not (request.query and request.query.strip()):
+            raise ValueError(
+                f"{self.name} compresses for a query and none was given: pass query=..., "
+                "or use a query-free method (metatoken, first-k, random)"
+            )
 
     def passthrough(self, request: CompressionRequest) -> CompressionResult:
         """The result for a request left as it is (empty or whitespace-only context)."""

@@ -1,12 +1,17 @@
-"""Names to compressors. A compressor module joins with ``@register("name", aliases=...)``.
+"""Names to compressors. A compressor module joins with ``@register("name", aliases=...)``:
+the decorator is the one place a name and its aliases are written.
 
-Modules are imported lazily, the first time one of their names is asked for, so that
-``import ragpress`` stays cheap and a missing optional dependency only bites its own method.
+The built-in modules (every public module of ``ragpress.compressors``, so a new method is one
+new file) are imported the first time a name is looked up, not by ``import ragpress``; they
+import their heavy dependencies (torch, onnxruntime, transformers) only when a compressor is
+built, so a missing optional dependency only bites its own method.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
+import pkgutil
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -14,40 +19,23 @@ from ragpress.base import Compressor
 
 C = TypeVar("C", bound=type[Compressor])
 
-#: name -> module that registers it on import (the built-in compressors).
-_BUILTIN_MODULES: dict[str, str] = {
-    "metatoken": "ragpress.compressors.metatoken",
-    "entropy": "ragpress.compressors.entropy",
-    "attention-probe": "ragpress.compressors.attention_probe",
-    "random": "ragpress.compressors.baselines",
-    "first-k": "ragpress.compressors.baselines",
-    "embedding-similarity": "ragpress.compressors.baselines",
-    "ib-filter": "ragpress.compressors.ib_filter",
-    "token-classifier": "ragpress.compressors.token_classifier",
-    "pipeline": "ragpress.compressors.pipeline",
-}
-_ALIASES: dict[str, str] = {
-    "lossless": "metatoken",
-    "meta-token": "metatoken",
-    "selective-context": "entropy",
-    "llmlingua": "entropy",
-    "longllmlingua": "entropy",
-    "truncate": "first-k",
-    "embeddings": "embedding-similarity",
-    "probe": "attention-probe",
-    "sentinel": "attention-probe",
-    "ib": "ib-filter",
-    "llmlingua2": "token-classifier",
-    "llmlingua-2": "token-classifier",
-}
-_FACTORIES: dict[str, Callable[..., Compressor]] = {}
+BUILTIN_PACKAGE = "ragpress.compressors"
 PIPELINE_SEPARATOR = "+"
+_FACTORIES: dict[str, type[Compressor]] = {}
+_ALIASES: dict[str, str] = {}
+_FAILED: dict[str, str] = {}  # built-in module -> why it could not be imported
+_loaded = False
 
 
 def register(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[C], C]:
-    """Class decorator: make a compressor reachable by ``get_compressor(name)``."""
+    """Class decorator: make a compressor reachable by ``get_compressor(name)`` and by each
+    of ``aliases``. The class must implement ``_compress`` or ``_compress_batch``."""
 
     def decorate(cls: C) -> C:
+        if cls._compress is Compressor._compress and cls._compress_batch is (
+            Compressor._compress_batch
+        ):
+            raise TypeError(f"{cls.__name__} implements neither _compress nor _compress_batch")
         cls.name = name
         _FACTORIES[name] = cls
         for alias in aliases:
@@ -57,26 +45,65 @@ def register(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[C], C]:
     return decorate
 
 
+def _load_builtins() -> None:
+    """Import every public module of ``ragpress.compressors`` once (they register on import)."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    package = importlib.import_module(BUILTIN_PACKAGE)
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name.startswith("_"):
+            continue
+        qualified = f"{BUILTIN_PACKAGE}.{module.name}"
+        try:
+            importlib.import_module(qualified)
+        except ImportError as error:  # recorded, named when a lookup fails
+            _FAILED[qualified] = str(error)
+
+
 def available() -> list[str]:
     """Every known method name (built-in or registered), sorted."""
-    return sorted(set(_BUILTIN_MODULES) | set(_FACTORIES))
+    _load_builtins()
+    return sorted(_FACTORIES)
+
+
+def aliases() -> dict[str, str]:
+    """Every alias and the name it stands for."""
+    _load_builtins()
+    return dict(_ALIASES)
 
 
 def resolve(name: str) -> str:
+    _load_builtins()
     key = name.strip().lower()
     return _ALIASES.get(key, key)
 
 
-def factory(name: str) -> Callable[..., Compressor]:
-    """The class (or factory) registered as ``name`` or one of its aliases."""
+def factory(name: str) -> type[Compressor]:
+    """The class registered as ``name`` or one of its aliases."""
     if not isinstance(name, str):
         raise TypeError(f"method name must be a str, got {type(name).__name__}")
     key = resolve(name)
-    if key not in _FACTORIES and key in _BUILTIN_MODULES:
-        importlib.import_module(_BUILTIN_MODULES[key])
     if key not in _FACTORIES:
-        raise ValueError(f"unknown compressor {name!r}; known: {', '.join(available())}")
+        failed = "".join(f"; {module} failed to import: {why}" for module, why in _FAILED.items())
+        raise ValueError(f"unknown compressor {name!r}; known: {', '.join(available())}{failed}")
     return _FACTORIES[key]
+
+
+def accepted_options(name: str) -> set[str]:
+    """Keyword arguments the compressor ``name`` takes: those of its ``__init__`` and of every
+    base class ``__init__`` it hands ``**options`` on to (e.g. the model options)."""
+    accepted: set[str] = set()
+    for cls in factory(name).__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        parameters = inspect.signature(init).parameters.values()
+        accepted |= {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            break
+    return accepted
 
 
 def get_compressor(name: str, **options: Any) -> Compressor:
@@ -85,5 +112,5 @@ def get_compressor(name: str, **options: Any) -> Compressor:
     ``"a+b"`` names a pipeline of stages ``a`` then ``b`` (see ragpress.compressors.pipeline).
     """
     if isinstance(name, str) and PIPELINE_SEPARATOR in name:
-        return factory("pipeline")(name.split(PIPELINE_SEPARATOR), **options)
+        return factory("pipeline")(name.split(PIPELINE_SEPARATOR), **options)  # type: ignore[call-arg]
     return factory(name)(**options)

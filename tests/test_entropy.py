@@ -60,7 +60,7 @@ def test_budget_is_met_in_the_target_tokenizer(entropy, rate):
 
 
 def test_int8_by_default_on_cpu_fp32_on_request(entropy):
-    if entropy.scorer.device == "cpu":
+    if entropy.runner.device == "cpu":
         assert entropy.settings["variant"] == "int8"
     assert ragpress.get_compressor("entropy", variant="fp32").settings["variant"] == "fp32"
 
@@ -105,7 +105,7 @@ def test_coarse_step_reads_only_the_kept_documents_after_the_question(entropy):
     documents = [NOISE[0], FUEL, NOISE[1], NOISE[2]]
     question = "What is the first sign of fuel dilution?"
     request = ragpress.CompressionRequest.create(documents, question, rate=0.25)
-    docs = coarse._tokenize([request], [0])
+    docs = coarse._tokenize([request])
     coarse._score(docs, [request])
     dropped = {doc.index for doc in docs if doc.dropped}
     assert dropped and 1 not in dropped
@@ -178,13 +178,13 @@ def test_iterative_mode_scores_each_segment_after_what_was_kept():
     assert_extractive(documents, result)
     # Re-derive segment 2 of FUEL by hand: it must be scored after segment 1 pruned at 40%.
     request = ragpress.CompressionRequest.create(documents, rate=0.4)
-    docs = iterative._tokenize([request], [0])
+    docs = iterative._tokenize([request])
     iterative._score(docs, [request])
     fuel = docs[0]
     share = iterative._keep_share(request)
     prefix = _pruned_segment(fuel, 0, 24, share)
     assert 0 < len(prefix) < 24
-    expected = iterative.scorer.nll([[*iterative._newline, *prefix, *fuel.ids[24:48]]])[0]
+    expected = iterative.runner.nll([[*iterative._newline, *prefix, *fuel.ids[24:48]]])[0]
     assert fuel.plain[24:48] == pytest.approx(expected[-24:], abs=1e-4)
     with pytest.raises(ValueError, match="segment"):
         ragpress.get_compressor("entropy", iterative=True, segment=2048)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import ragpress
-from ragpress.availability import MODELS
+from ragpress.availability import model_methods
 from ragpress.onnx.cache import home
 from ragpress.onnx.export import MANIFEST
 
@@ -70,7 +70,7 @@ def _run(command: list[str], **options) -> subprocess.CompletedProcess:
 
 
 def test_every_model_method_runs_in_a_venv_without_torch(tmp_path):
-    methods = sorted(MODELS)
+    methods = sorted(model_methods())
     for method in methods:  # prepare the graphs here (this venv has the export extra)
         ragpress.get_compressor(method)
     env_dir = tmp_path / "venv"

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from ragpress.base import Compressor
+from ragpress.model_compressor import ModelCompressor
+from ragpress.onnx.models import AttentionRows
 from ragpress.registry import register
 from ragpress.selection import Units
 from ragpress.text import align_tokens_to_words, trimmed_sentence_spans
@@ -91,31 +92,24 @@ class _Chunk:
 
 
 @register("attention-probe", aliases=("probe", "sentinel"))
-class AttentionProbeCompressor(Compressor):
+class AttentionProbeCompressor(ModelCompressor):
+    """Model options: see ``ragpress.model_compressor`` (one row per forward: batch_size 1)."""
+
+    runner_class = AttentionRows
     default_rate = 0.5
     requires_query = True
 
     def __init__(
         self,
         *,
-        model: str = "smollm2-135m",
-        backend: Literal["onnx", "torch"] = "onnx",
-        variant: str = "fp32",
         probe: str | Path | None = None,
         threshold: float | None = None,
         chunk_tokens: int = 1024,
-        device: str = "auto",
-        threads: int | None = None,
-        target_tokenizer: Any = None,
+        **options: Any,
     ) -> None:
-        super().__init__(target_tokenizer=target_tokenizer)
-        from ragpress.onnx.models import AttentionRows
-
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-        self.reader = AttentionRows(
-            model, backend=backend, variant=variant, device=device, threads=threads
-        )
+        super().__init__(**options)
         self._probe_path = probe
         self.threshold, self.chunk_tokens = threshold, chunk_tokens
         if self.threshold is not None:
@@ -127,26 +121,19 @@ class AttentionProbeCompressor(Compressor):
         so training can build a compressor before any probe exists)."""
         if self._probe_path:
             return Probe.load(self._probe_path)
-        return Probe.bundled(self.reader.spec.name)
+        return Probe.bundled(self.runner.spec.name)
 
     @property
     def settings(self) -> dict[str, Any]:
         return {
             **super().settings,
-            **self.reader.settings,
-            "probe": str(self._probe_path or f"bundled:{self.reader.spec.name}"),
+            "probe": str(self._probe_path or f"bundled:{self.runner.spec.name}"),
             "threshold": self.threshold,
             "chunk_tokens": self.chunk_tokens,
         }
 
-    def _compress_batch(self, requests: Sequence[CompressionRequest]) -> list[CompressionResult]:
-        return [self._compress_one(request) for request in requests]
-
-    def _compress_one(self, request: CompressionRequest) -> CompressionResult:
-        if request.is_empty:
-            return self.passthrough(request)
-        if not request.query:
-            raise ValueError("attention-probe is query-aware: pass a query")
+    def _compress(self, request: CompressionRequest) -> CompressionResult:
+        assert request.query is not None  # requires_query: the base class checked it
         timings: dict[str, float] = {}
         units, features = self.sentence_features(request.documents, request.query, timings)
         started = time.perf_counter()
@@ -173,13 +160,13 @@ class AttentionProbeCompressor(Compressor):
         ]
         units = Units.from_spans(spans)
         chunks = self._chunks(documents, spans, query)
-        encoded = self.reader.tokenizer(
+        encoded = self.runner.tokenizer(
             [chunk.prompt for chunk in chunks],
             add_special_tokens=False,
             return_offsets_mapping=True,
         )
         forward_started = time.perf_counter()
-        rows = self.reader.rows(encoded["input_ids"])
+        rows = self.runner.rows(encoded["input_ids"])
         timings["forward"] = time.perf_counter() - forward_started
         layers_heads = int(np.prod(rows[0].shape[:2])) if rows else 0
         features = np.zeros((len(spans), layers_heads))
@@ -192,7 +179,7 @@ class AttentionProbeCompressor(Compressor):
         self, documents: Sequence[str], spans: list[tuple[int, int, int]], query: str
     ) -> list[_Chunk]:
         tail = PROMPT_TAIL.format(query=query)
-        tokens = self.reader.tokenizer(
+        tokens = self.runner.tokenizer(
             [documents[d][a:b] for d, a, b in spans], add_special_tokens=False
         )["input_ids"]
         chunks, current, size = [], [], 0

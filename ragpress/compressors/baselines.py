@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 
 from ragpress.base import Compressor
+from ragpress.model_compressor import ModelCompressor
+from ragpress.onnx.models import TokenEmbedder
 from ragpress.registry import register
 from ragpress.selection import Units
 from ragpress.text import trimmed_sentence_spans, word_spans
@@ -28,17 +30,12 @@ class _WordBaseline(Compressor):
     def _scores(self, count: int, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
 
-    def _compress_batch(self, requests: Sequence[CompressionRequest]) -> list[CompressionResult]:
-        rng = np.random.default_rng(self.seed)
-        return [self._one(request, rng) for request in requests]
-
     @property
     def settings(self) -> dict[str, Any]:
         return {**super().settings, "seed": self.seed}
 
-    def _one(self, request: CompressionRequest, rng: np.random.Generator) -> CompressionResult:
-        if request.is_empty:
-            return self.passthrough(request)
+    def _compress(self, request: CompressionRequest) -> CompressionResult:
+        rng = np.random.default_rng(self.seed)  # per request: a batch gives what single calls do
         spans = [(i, a, b) for i, doc in enumerate(request.documents) for a, b in word_spans(doc)]
         units = Units.from_spans(spans)
         units.score = self._scores(len(units), rng)
@@ -62,57 +59,35 @@ class FirstWords(_WordBaseline):
 
 
 @register("embedding-similarity", aliases=("embeddings",))
-class EmbeddingSimilarity(Compressor):
+class EmbeddingSimilarity(ModelCompressor):
     """Keeps the sentences most similar to the query (MiniLM mean-pooled cosine), like
-    LangChain's EmbeddingsFilter; a query-aware baseline for the model compressors."""
+    LangChain's EmbeddingsFilter; a query-aware baseline for the model compressors. MiniLM runs
+    as an ONNX graph of its last hidden states (role ``hidden``), like every model method."""
 
     default_rate = 0.5
     requires_query = True
+    runner_class = TokenEmbedder
+    default_model = "minilm-l6"
 
-    def __init__(
-        self,
-        *,
-        model: str = "minilm-l6",
-        backend: str = "onnx",
-        variant: str = "fp32",
-        device: str = "auto",
-        threads: int | None = None,
-        max_length: int = 256,
-        target_tokenizer: Any = None,
-    ) -> None:
-        super().__init__(target_tokenizer=target_tokenizer)
-        from ragpress.onnx.catalogue import get_spec
-        from ragpress.onnx.models import TokenEmbedder
-
-        self.embedder = TokenEmbedder(
-            get_spec(model, kind="encoder"),
-            backend=backend,  # type: ignore[arg-type]
-            variant=variant,
-            device=device,  # type: ignore[arg-type]
-            threads=threads,
-            batch_size=16,
-        )
-        self.model, self.max_length = model, max_length
-        tokenizer = self.embedder.tokenizer
+    def __init__(self, *, max_length: int = 256, **options: Any) -> None:
+        """``max_length``: tokens per sentence embedded (longer ones are cut);
+        ``options``: the model options of :class:`ModelCompressor`."""
+        super().__init__(**options)
+        self.max_length = max_length
+        tokenizer = self.runner.tokenizer
         self._cls = [tokenizer.cls_token_id] if tokenizer.cls_token_id is not None else []
         self._sep = [tokenizer.sep_token_id] if tokenizer.sep_token_id is not None else []
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Mean-pooled, L2-normalised sentence vectors (sentence-transformers' recipe)."""
         body = self.max_length - len(self._cls) - len(self._sep)
-        ids = self.embedder.tokenizer(list(texts))["input_ids"]
-        hidden = self.embedder.hidden([[*self._cls, *row[:body], *self._sep] for row in ids])
+        ids = self.runner.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        hidden = self.runner.hidden([[*self._cls, *row[:body], *self._sep] for row in ids])
         pooled = np.stack([states.mean(axis=0) for states in hidden]).astype(np.float64)
         return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
-    def _compress_batch(self, requests: Sequence[CompressionRequest]) -> list[CompressionResult]:
-        return [self._one(request) for request in requests]
-
-    def _one(self, request: CompressionRequest) -> CompressionResult:
-        if request.is_empty:
-            return self.passthrough(request)
-        if not request.query:
-            raise ValueError("embedding-similarity is query-aware: pass a query")
+    def _compress(self, request: CompressionRequest) -> CompressionResult:
+        assert request.query is not None  # requires_query: the base class checked it
         spans = [
             (i, a, b)
             for i, doc in enumerate(request.documents)
@@ -123,4 +98,4 @@ class EmbeddingSimilarity(Compressor):
 
     @property
     def settings(self) -> dict[str, Any]:
-        return {**super().settings, **self.embedder.settings, "model": self.model}
+        return {**super().settings, "max_length": self.max_length}

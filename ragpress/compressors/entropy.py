@@ -37,7 +37,8 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from ragpress.base import Compressor
+from ragpress.model_compressor import ModelCompressor
+from ragpress.onnx.models import TokenScorer
 from ragpress.registry import register
 from ragpress.selection import Units
 from ragpress.text import (
@@ -104,15 +105,18 @@ class _Job:
 
 
 @register("entropy", aliases=("selective-context", "llmlingua", "longllmlingua"))
-class EntropyCompressor(Compressor):
+class EntropyCompressor(ModelCompressor):
+    """Model options: see ``ragpress.model_compressor`` (int8 on CPU by default, measured)."""
+
+    runner_class = TokenScorer
+    cpu_variant = "int8"
     default_rate = 0.5
+    #: The ``question_aware`` option: with it (and a query) LongLLMLingua, without LLMLingua.
+    question_aware: bool = True
 
     def __init__(
         self,
         *,
-        model: str = "smollm2-135m",
-        backend: Literal["onnx", "torch"] = "onnx",
-        variant: str | None = None,
         unit: Unit = "word",
         question_aware: bool = True,
         relevance: float = 1.0,
@@ -124,12 +128,8 @@ class EntropyCompressor(Compressor):
         segment: int = 200,
         protect: Sequence[str] = DEFAULT_PROTECT,
         force_tokens: Sequence[str] = (),
-        batch_size: int | None = None,
-        device: str = "auto",
-        threads: int | None = None,
-        target_tokenizer: Any = None,
+        **options: Any,
     ) -> None:
-        super().__init__(target_tokenizer=target_tokenizer)
         if unit not in get_args(Unit):
             raise ValueError(f"unit must be one of {', '.join(get_args(Unit))}; got {unit!r}")
         if coarse_factor < 1:
@@ -140,32 +140,18 @@ class EntropyCompressor(Compressor):
             raise ValueError(f"overlap must be in [0, window/2); got {overlap} for {window}")
         if iterative and not 0 < segment < window:
             raise ValueError(f"segment must be in (0, window); got {segment} for {window}")
-        from ragpress.onnx.models import TokenScorer
-
-        self.scorer = TokenScorer(
-            model,
-            backend=backend,
-            variant=variant or _default_variant(backend, device),
-            device=device,
-            threads=threads,
-            batch_size=batch_size or 8,
-        )
-        if batch_size is None and self.scorer.device == "cpu":
-            # Documents differ in length: padding a batch to its longest row cost more than
-            # batching saved (5 dev passages: 0.6-0.7x the time of one padded batch of 8).
-            self.scorer.batch_size = 1
+        super().__init__(**options)
         self.unit, self.question_aware, self.relevance = unit, question_aware, relevance
         self.coarse, self.coarse_factor = coarse, coarse_factor
         self.window, self.overlap = window, overlap
         self.iterative, self.segment = iterative, segment
         self.protect, self.force_tokens = check_protect(protect), tuple(force_tokens)
-        self._newline = self.scorer.tokenizer.encode("\n", add_special_tokens=False)
+        self._newline = self.runner.tokenizer.encode("\n", add_special_tokens=False)
 
     @property
     def settings(self) -> dict[str, Any]:
         return {
             **super().settings,
-            **self.scorer.settings,
             "unit": self.unit,
             "question_aware": self.question_aware,
             "relevance": self.relevance,
@@ -180,19 +166,23 @@ class EntropyCompressor(Compressor):
         }
 
     def _compress_batch(self, requests: Sequence[CompressionRequest]) -> list[CompressionResult]:
-        live = [i for i, request in enumerate(requests) if not request.is_empty]
-        docs = self._tokenize(requests, live)
+        docs = self._tokenize(requests)
         self._score(docs, requests)
-        results = [self.passthrough(request) for request in requests]
-        for i in live:
-            results[i] = self._compress_one(requests[i], [d for d in docs if d.request == i])
-        return results
+        return [
+            self._compress_one(request, [d for d in docs if d.request == i])
+            for i, request in enumerate(requests)
+        ]
 
-    def _tokenize(self, requests: Sequence[CompressionRequest], live: list[int]) -> list[_Doc]:
-        pairs = [(i, j, doc) for i in live for j, doc in enumerate(requests[i].documents) if doc]
+    def _tokenize(self, requests: Sequence[CompressionRequest]) -> list[_Doc]:
+        pairs = [
+            (i, j, doc)
+            for i, request in enumerate(requests)
+            for j, doc in enumerate(request.documents)
+            if doc
+        ]
         if not pairs:
             return []
-        encoded = self.scorer.tokenizer(
+        encoded = self.runner.tokenizer(
             [doc for _, _, doc in pairs], add_special_tokens=False, return_offsets_mapping=True
         )
         return [
@@ -236,7 +226,7 @@ class EntropyCompressor(Compressor):
 
     def _plain_jobs(self, doc: _Doc, query: str | None) -> list[_Job]:
         """Windows of the document alone; the first one followed by the ranking question."""
-        encode = self.scorer.tokenizer.encode
+        encode = self.runner.tokenizer.encode
         doc.plain = np.zeros(len(doc.ids))
         question = encode(RANK_INSTRUCTION + query, add_special_tokens=False) if query else []
         jobs = self._windows(doc, self._newline, conditioned=False, suffix=question)
@@ -245,13 +235,13 @@ class EntropyCompressor(Compressor):
 
     def _conditioned_jobs(self, doc: _Doc, query: str) -> list[_Job]:
         doc.conditioned = np.zeros(len(doc.ids))
-        prefix = self.scorer.tokenizer.encode(
+        prefix = self.runner.tokenizer.encode(
             QUESTION_PREFIX.format(query=query), add_special_tokens=False
         )
         return self._windows(doc, prefix, conditioned=True)
 
     def _score_jobs(self, jobs: list[_Job]) -> None:
-        outputs = self.scorer.nll([job.sequence for job in jobs]) if jobs else []
+        outputs = self.runner.nll([job.sequence for job in jobs]) if jobs else []
         for job, nll in zip(jobs, outputs, strict=True):
             target = job.doc.conditioned if job.conditioned else job.doc.plain
             target[job.begin : job.end] = nll[job.skip : job.skip + job.end - job.begin]
@@ -277,7 +267,7 @@ class EntropyCompressor(Compressor):
                 ]
                 for i in live
             ]
-            for i, nll in zip(live, self.scorer.nll(sequences), strict=True):
+            for i, nll in zip(live, self.runner.nll(sequences), strict=True):
                 doc = docs[i]
                 end = min(begin + self.segment, len(doc.ids))
                 doc.plain[begin:end] = nll[len(nll) - (end - begin) :]
@@ -381,15 +371,6 @@ class EntropyCompressor(Compressor):
             for position in np.argsort(-self._document_rank(mine), kind="stable").tolist():
                 mine[position].dropped = kept >= allowance
                 kept += self.tokenizer.count(mine[position].text)
-
-
-def _default_variant(backend: str, device: str) -> str:
-    """int8 on CPU: faster than fp32 (1.4x at 512 tokens) and as good at keeping answers (40 dev
-    items at 4x, one document per forward: 52.5% question-aware, 60% with coarse, 15% without a
-    question, as fp32)."""
-    from ragpress.onnx.runtime import asks_for_cuda
-
-    return "fp32" if backend != "onnx" or asks_for_cuda(device) else "int8"  # type: ignore[arg-type]
 
 
 def _pruned_segment(doc: _Doc, begin: int, end: int, share: float) -> list[int]:

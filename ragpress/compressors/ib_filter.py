@@ -43,14 +43,14 @@ keeping (noise-only retrieval) the result is empty (``result.is_empty``) and
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from ragpress.base import Compressor
+from ragpress.model_compressor import ModelCompressor
+from ragpress.onnx.models import TokenScorer
 from ragpress.registry import register
 from ragpress.selection import Units, scored_spans
 from ragpress.text import trimmed_sentence_spans
@@ -76,8 +76,12 @@ class _Scored:
 
 
 @register("ib-filter", aliases=("ib",))
-class IBFilterCompressor(Compressor):
+class IBFilterCompressor(ModelCompressor):
+    """Model options: see ``ragpress.model_compressor``."""
+
+    runner_class = TokenScorer
     default_rate = None
+    requires_query = True
 
     def __init__(
         self,
@@ -85,31 +89,15 @@ class IBFilterCompressor(Compressor):
         beta: float = BETA,
         coarse: bool = False,
         coarse_weight: float = 1.0,
-        model: str = "smollm2-135m",
-        backend: Literal["onnx", "torch"] = "onnx",
-        variant: str = "fp32",
-        batch_size: int = 8,
-        device: str = "auto",
-        threads: int | None = None,
-        target_tokenizer: Any = None,
+        **options: Any,
     ) -> None:
-        super().__init__(target_tokenizer=target_tokenizer)
         if not beta > 0:
             raise ValueError(f"beta must be > 0, got {beta}")
-        from ragpress.onnx.models import TokenScorer
-
-        self.scorer = TokenScorer(
-            model,
-            backend=backend,
-            variant=variant,
-            device=device,
-            threads=threads,
-            batch_size=batch_size,
-        )
+        super().__init__(**options)
         self.beta, self.coarse, self.coarse_weight = float(beta), coarse, coarse_weight
-        encode = self.scorer.tokenizer.encode
+        encode = self.runner.tokenizer.encode
         # A document-start token, so the first token of every unit gets a score too.
-        self._start = [self.scorer.tokenizer.convert_tokens_to_ids("<|endoftext|>")]
+        self._start = [self.runner.tokenizer.convert_tokens_to_ids("<|endoftext|>")]
         self._mark = encode(QUESTION_MARK, add_special_tokens=False)
         self._instruction = encode(INSTRUCTION, add_special_tokens=False)
 
@@ -117,27 +105,21 @@ class IBFilterCompressor(Compressor):
     def settings(self) -> dict[str, Any]:
         return {
             **super().settings,
-            **self.scorer.settings,
             "beta": self.beta,
             "coarse": self.coarse,
             "coarse_weight": self.coarse_weight,
         }
 
     def _compress_batch(self, requests: Sequence[CompressionRequest]) -> list[CompressionResult]:
-        for request in requests:
-            if not request.is_empty and not (request.query and request.query.strip()):
-                raise ValueError("ib-filter is query-aware: pass a query")
-        live = [i for i, request in enumerate(requests) if not request.is_empty]
-        started = time.perf_counter()
-        sentences, documents = self.measure([requests[i] for i in live])
-        forward = (time.perf_counter() - started) / max(1, len(live))
-        results = [self.passthrough(request) for request in requests]
-        for position, i in enumerate(live):
-            mine = [s for s in sentences if s.request == position]
-            docs = [d for d in documents if d.request == position]
-            results[i] = self._compress_one(requests[i], mine, docs)
-            results[i].timings["forward"] = forward
-        return results
+        sentences, documents = self.measure(requests)
+        return [
+            self._compress_one(
+                request,
+                [s for s in sentences if s.request == position],
+                [d for d in documents if d.request == position],
+            )
+            for position, request in enumerate(requests)
+        ]
 
     def measure(
         self, requests: Sequence[CompressionRequest]
@@ -159,7 +141,7 @@ class IBFilterCompressor(Compressor):
             if self.coarse and text.strip()
         ]
         candidates = sentences + documents
-        tokenizer = self.scorer.tokenizer
+        tokenizer = self.runner.tokenizer
         texts = [requests[c.request].documents[c.doc][c.start : c.end] for c in candidates]
         unit_ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
         questions = tokenizer(
@@ -170,7 +152,7 @@ class IBFilterCompressor(Compressor):
             [*self._start, *ids, *self._mark, *questions[c.request]]
             for c, ids in zip(candidates, unit_ids, strict=True)
         ]
-        outputs = self.scorer.nll(baselines + sequences)
+        outputs = self.runner.nll(baselines + sequences)
         heads = outputs[: len(baselines)]
         base = [float(out[-len(q) :].sum()) for out, q in zip(heads, questions, strict=True)]
         for c, ids, out in zip(candidates, unit_ids, outputs[len(baselines) :], strict=True):

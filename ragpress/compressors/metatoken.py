@@ -242,10 +242,7 @@ class MetaTokenCompressor(Compressor):
             raise TypeError("the ids rendering needs a target tokenizer with a vocab_size")
         return size
 
-    def _compress_batch(self, requests: Sequence[CompressionRequest]) -> list[CompressionResult]:
-        return [self._compress_one(request) for request in requests]
-
-    def _compress_one(self, request: CompressionRequest) -> CompressionResult:
+    def _compress(self, request: CompressionRequest) -> CompressionResult:
         text, original, compressed = self._render(request.context)
         documents = [self._render(doc)[0] for doc in request.documents] if request.is_list else None
         return CompressionResult(

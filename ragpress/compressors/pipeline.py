@@ -15,7 +15,6 @@ stages before it) and ``stages`` reports what every stage did.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ragpress.base import Compressor
-from ragpress.registry import PIPELINE_SEPARATOR, factory, get_compressor, register
+from ragpress.registry import PIPELINE_SEPARATOR, accepted_options, get_compressor, register
 from ragpress.types import (
     DOCUMENT_SEPARATOR,
     CompressionRequest,
@@ -75,9 +74,7 @@ class Pipeline(Compressor):
     @property
     def question_aware(self) -> bool:
         """True when some stage uses the query (adapters then insist on one)."""
-        return any(
-            stage.requires_query or getattr(stage, "question_aware", False) for stage in self.stages
-        )
+        return any(stage.question_aware for stage in self.stages)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -165,7 +162,7 @@ def _build_stages(
             raise TypeError(f"a stage is a name or a Compressor, got {type(stage).__name__}")
         name = stage.strip()
         options = {"target_tokenizer": tokenizer, **stage_options.get(name, {})}
-        accepted = _accepted_options(name)
+        accepted = accepted_options(name)
         for key in set(shared) & accepted:
             options.setdefault(key, shared[key])
         unused -= accepted
@@ -173,12 +170,6 @@ def _build_stages(
     if unused:
         raise ValueError(f"options {sorted(unused)} are taken by no stage of {names}")
     return built
-
-
-def _accepted_options(name: str) -> set[str]:
-    """Keyword arguments the constructor of compressor ``name`` takes."""
-    parameters = inspect.signature(factory(name)).parameters.values()
-    return {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
 def _is_lossless(stage: Compressor) -> bool:

@@ -28,7 +28,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ragpress.base import Compressor
+from ragpress.model_compressor import ModelCompressor
+from ragpress.onnx.models import TokenTagger
 from ragpress.registry import register
 from ragpress.selection import Units, render, scored_spans, unit_costs
 from ragpress.text import (
@@ -115,15 +116,16 @@ def _last_cut(cuts: np.ndarray, begin: int, end: int) -> int | None:
 
 
 @register("token-classifier", aliases=("llmlingua2", "llmlingua-2"))
-class TokenClassifierCompressor(Compressor):
+class TokenClassifierCompressor(ModelCompressor):
+    """Model options: see ``ragpress.model_compressor``."""
+
+    runner_class = TokenTagger
+    default_model = DEFAULT_MODEL
     default_rate = 0.5
 
     def __init__(
         self,
         *,
-        model: str = DEFAULT_MODEL,
-        backend: Literal["onnx", "torch"] = "onnx",
-        variant: str = "fp32",
         policy: Policy = "global",
         threshold: float | None = None,
         pooling: Pooling = "mean",
@@ -133,12 +135,8 @@ class TokenClassifierCompressor(Compressor):
         protect: Sequence[str] = ("code", "json", "urls"),
         drop_consecutive: bool = False,
         document_rate: float | None = None,
-        batch_size: int | None = None,
-        device: str = "auto",
-        threads: int | None = None,
-        target_tokenizer: Any = None,
+        **options: Any,
     ) -> None:
-        super().__init__(target_tokenizer=target_tokenizer)
         self.policy, self.pooling = _check_choice(policy, ("global", "chunk"), "policy"), pooling
         _check_choice(pooling, ("mean", "first"), "pooling")
         self.threshold = _check_fraction(threshold, "threshold", low_open=False)
@@ -157,30 +155,15 @@ class TokenClassifierCompressor(Compressor):
         if keep_digits and "numbers" not in self.protect:
             self.protect = (*self.protect, "numbers")
         self.keep_digits, self.drop_consecutive = keep_digits, drop_consecutive
-        from ragpress.onnx.catalogue import get_spec
-        from ragpress.onnx.models import TokenTagger
-
-        self.tagger = TokenTagger(
-            get_spec(model, kind="encoder"),
-            backend=backend,
-            variant=variant,
-            device=device,
-            threads=threads,
-            batch_size=batch_size or 16,
-        )
-        if batch_size is None and self.tagger.device == "cpu":
-            # On CPU batching saves little and padding to the longest chunk costs a lot
-            # (measured: 0.40 -> 0.26 s for five ~200-word passages, one thread).
-            self.tagger.batch_size = 1
-        window = getattr(self.tagger.tokenizer, "model_max_length", max_length) or max_length
+        super().__init__(**options)
+        window = getattr(self.runner.tokenizer, "model_max_length", max_length) or max_length
         self.max_length = min(max_length, window if window < 100_000 else max_length)
-        self._cls, self._sep = _special_ids(self.tagger.tokenizer)
+        self._cls, self._sep = _special_ids(self.runner.tokenizer)
 
     @property
     def settings(self) -> dict[str, Any]:
         return {
             **super().settings,
-            **self.tagger.settings,
             "policy": self.policy,
             "threshold": self.threshold,
             "pooling": self.pooling,
@@ -195,10 +178,10 @@ class TokenClassifierCompressor(Compressor):
 
     def word_probabilities(self, texts: Sequence[str]) -> list[tuple[EncodedDoc, np.ndarray]]:
         """Each text's encoder words and their keep probabilities, chunks of all texts batched."""
-        docs = encode_words(self.tagger.tokenizer, texts)
+        docs = encode_words(self.runner.tokenizer, texts)
         body = self.max_length - len(self._cls) - len(self._sep)
         jobs = [(d, a, b) for d, doc in enumerate(docs) for a, b in chunk_bounds(doc, body)]
-        logits = self.tagger.logits(
+        logits = self.runner.logits(
             [[*self._cls, *docs[d].ids[a:b].tolist(), *self._sep] for d, a, b in jobs]
         )
         token_probs = [np.zeros(len(doc.ids)) for doc in docs]
@@ -213,14 +196,19 @@ class TokenClassifierCompressor(Compressor):
     # -- compression ---------------------------------------------------------------------
 
     def _compress_batch(self, requests: Sequence[CompressionRequest]) -> list[CompressionResult]:
-        live = [i for i, request in enumerate(requests) if not request.is_empty]
-        pairs = [(i, j) for i in live for j, doc in enumerate(requests[i].documents) if doc]
+        pairs = [
+            (i, j)
+            for i, request in enumerate(requests)
+            for j, doc in enumerate(request.documents)
+            if doc
+        ]
         scored = self.word_probabilities([requests[i].documents[j] for i, j in pairs])
-        results = [self.passthrough(request) for request in requests]
-        for i in live:
-            parts = [(j, s) for (r, j), s in zip(pairs, scored, strict=True) if r == i]
-            results[i] = self._compress_one(requests[i], parts)
-        return results
+        return [
+            self._compress_one(
+                request, [(j, s) for (r, j), s in zip(pairs, scored, strict=True) if r == i]
+            )
+            for i, request in enumerate(requests)
+        ]
 
     def _compress_one(
         self, request: CompressionRequest, parts: list[tuple[int, tuple[EncodedDoc, np.ndarray]]]
@@ -274,7 +262,7 @@ class TokenClassifierCompressor(Compressor):
         spans = zip(units.doc.tolist(), units.start.tolist(), units.end.tolist(), strict=True)
         # LLMLingua-2 counts each word as the encoder sees it (normalised: lowercased for
         # uncased BERT), alone, in the target tokenizer.
-        normalizer = getattr(self.tagger.tokenizer.backend_tokenizer, "normalizer", None)
+        normalizer = getattr(self.runner.tokenizer.backend_tokenizer, "normalizer", None)
         texts = [request.documents[d][a:b] for d, a, b in spans]
         if normalizer is not None:
             texts = [normalizer.normalize_str(text) or text for text in texts]

@@ -51,8 +51,8 @@ def resolve_compressor(method: str | Compressor | None, options: Mapping[str, An
 
 
 def needs_query(compressor: Compressor) -> bool:
-    """True for compressors whose output depends on the query (entropy with question_aware)."""
-    return compressor.requires_query or bool(getattr(compressor, "question_aware", False))
+    """True for compressors whose output depends on the query (``Compressor.question_aware``)."""
+    return compressor.question_aware
 
 
 def check_query(compressor: Compressor, query: str | None) -> str | None:

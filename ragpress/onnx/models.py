@@ -2,9 +2,15 @@
 
 ``TokenScorer`` gives per-token negative log-likelihoods from a causal LM (role ``nll``);
 ``TokenTagger`` gives token-classification logits from an encoder (role ``token-logits``);
-``TokenEmbedder`` its last hidden states (role ``hidden``); ``AttentionRows`` the final
-position's attention rows of a causal LM (role ``attention``).
-Both take lists of token id sequences and return one array per sequence.
+``TokenEmbedder`` an encoder's last hidden states (role ``hidden``); ``AttentionRows`` the last
+position's attention. All take lists of token id sequences and return one array per sequence
+from one ``run()``, which reports its seconds to the forward clocks of :mod:`ragpress.timing`
+(``result.timings["forward"]``). Their tokenizers are ``ragpress.onnx.tokenizer.ModelTokenizer``,
+read from the export folder with ``tokenizers`` alone: the ONNX path never imports torch or
+transformers.
+
+Defaults, one rule for every runner (``ragpress.model_compressor`` documents the figures):
+``batch_size=None`` is :data:`CPU_BATCH` on CPU and :data:`CUDA_BATCH` on CUDA.
 """
 
 from __future__ import annotations
@@ -15,33 +21,43 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ragpress.onnx.catalogue import ModelSpec, Role, get_spec
+from ragpress.onnx.catalogue import Kind, ModelSpec, Role, get_spec
 from ragpress.onnx.runtime import Device, _trim, active_device, create_session, run_batches
 from ragpress.onnx.tokenizer import ModelTokenizer
+from ragpress.timing import timed_forward
 
 Backend = Literal["onnx", "torch"]
+#: Rows per forward on CPU: padding rows of different lengths to the longest costs more than
+#: batching saves there (entropy, 5 dev passages: one padded batch of 8 took 1.4-1.7x as long).
+CPU_BATCH = 1
+#: Rows per forward on CUDA, where a batch fills the device.
+CUDA_BATCH = 8
 
 
 class _RoleModel:
     role: Role
     sequence_axis: int = 1  # of the batched output
+    #: What an ad-hoc model name is (see ``get_spec``); catalogue names say it themselves.
+    kind: Kind | None = None
+    default_model: str = "smollm2-135m"
 
     def __init__(
         self,
-        model: str | ModelSpec = "smollm2-135m",
+        model: str | ModelSpec | None = None,
         *,
         backend: Backend = "onnx",
         variant: str = "fp32",
         device: Device = "auto",
         threads: int | None = None,
-        batch_size: int = 8,
+        batch_size: int | None = None,
     ) -> None:
         if backend not in ("onnx", "torch"):
             raise ValueError(f"backend must be 'onnx' or 'torch', got {backend!r}")
-        self.spec = get_spec(model)
+        if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+        self.spec = get_spec(model or self.default_model, kind=self.kind)
         self.backend = backend
         self.variant = variant
-        self.batch_size = batch_size
         self._lock = threading.Lock()
         if backend == "onnx":
             from ragpress.onnx.export import GRAPH, prepare
@@ -62,6 +78,9 @@ class _RoleModel:
                 self.tokenizer = ModelTokenizer.from_transformers(load_tokenizer(self.spec))
             self.device = "cpu"
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        if batch_size is None:
+            batch_size = CPU_BATCH if self.device == "cpu" else CUDA_BATCH
+        self.batch_size = batch_size
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -73,15 +92,17 @@ class _RoleModel:
         }
 
     def run(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
-        if self.backend == "onnx":
-            return run_batches(
-                self._session,
-                sequences,
-                batch_size=self.batch_size,
-                pad_id=self.pad_id,
-                sequence_axis=self.sequence_axis,
-            )
-        return self._run_torch(sequences)
+        """One output per sequence; the seconds go to the open forward clocks."""
+        with timed_forward():
+            if self.backend == "onnx":
+                return run_batches(
+                    self._session,
+                    sequences,
+                    batch_size=self.batch_size,
+                    pad_id=self.pad_id,
+                    sequence_axis=self.sequence_axis,
+                )
+            return self._run_torch(sequences)
 
     def _run_torch(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
         import torch
@@ -115,9 +136,8 @@ class TokenTagger(_RoleModel):
     """Token-classification logits (S, C) of an encoder; label 1 means keep."""
 
     role: Role = "token-logits"
-
-    def __init__(self, model: str | ModelSpec = "minilm-l6", **options: Any) -> None:
-        super().__init__(model, **options)
+    kind: Kind | None = "encoder"
+    default_model: str = "minilm-l6"
 
     def logits(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
         return self.run(sequences)
@@ -127,9 +147,8 @@ class TokenEmbedder(_RoleModel):
     """An encoder's last hidden states (S, D) per sequence, for sentence embeddings."""
 
     role: Role = "hidden"
-
-    def __init__(self, model: str | ModelSpec = "minilm-l6", **options: Any) -> None:
-        super().__init__(model, **options)
+    kind: Kind | None = "encoder"
+    default_model: str = "minilm-l6"
 
     def hidden(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
         return self.run(sequences)
@@ -144,9 +163,13 @@ class AttentionRows(_RoleModel):
     role: Role = "attention"
     sequence_axis: int = 3
 
-    def __init__(self, model: str = "smollm2-135m", **options: Any) -> None:
-        options["batch_size"] = 1
-        super().__init__(model, **options)
+    def __init__(self, model: str | ModelSpec | None = None, **options: Any) -> None:
+        if options.get("batch_size") not in (None, 1):
+            raise ValueError(
+                f"batch_size must be 1 for attention rows (the final position must be a real "
+                f"token), got {options['batch_size']!r}"
+            )
+        super().__init__(model, **{**options, "batch_size": 1})
 
     def rows(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
         return self.run(sequences)

@@ -20,15 +20,17 @@ NO_LIMIT = 1_000_000
 
 
 class Encoded(dict):
-    """A batch encoding: ``["input_ids"]``, ``["offset_mapping"]`` and ``word_ids(i)``."""
+    """A batch encoding: ``["input_ids"]``, ``["offset_mapping"]`` and ``word_ids(i)``; for one
+    text (``single``) the lists are that text's own, as transformers returns them."""
 
-    def __init__(self, encodings: list[Any], offsets: bool) -> None:
-        super().__init__(input_ids=[encoding.ids for encoding in encodings])
+    def __init__(self, encodings: list[Any], offsets: bool, single: bool = False) -> None:
+        pick = (lambda values: values[0]) if single else (lambda values: values)
+        super().__init__(input_ids=pick([encoding.ids for encoding in encodings]))
         if offsets:
-            self["offset_mapping"] = [encoding.offsets for encoding in encodings]
+            self["offset_mapping"] = pick([encoding.offsets for encoding in encodings])
         self._encodings = encodings
 
-    def word_ids(self, index: int) -> list[int | None]:
+    def word_ids(self, index: int = 0) -> list[int | None]:
         return self._encodings[index].word_ids
 
 
@@ -94,17 +96,18 @@ class ModelTokenizer:
 
     def __call__(
         self,
-        texts: Sequence[str],
+        texts: str | Sequence[str],
         *,
-        add_special_tokens: bool = False,
+        add_special_tokens: bool = True,
         return_offsets_mapping: bool = False,
     ) -> Encoded:
-        if isinstance(texts, str):
-            raise TypeError("pass a list of texts")
-        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=add_special_tokens)
-        return Encoded(encodings, return_offsets_mapping)
+        """Like a transformers tokenizer call (same defaults): one text or a list of them."""
+        single = isinstance(texts, str)
+        batch = [texts] if single else list(texts)
+        encodings = self._tokenizer.encode_batch(batch, add_special_tokens=add_special_tokens)
+        return Encoded(encodings, return_offsets_mapping, single)
 
-    def encode(self, text: str, *, add_special_tokens: bool = False) -> list[int]:
+    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
         return self._tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
 
     def convert_tokens_to_ids(self, token: str) -> int | None:

@@ -58,7 +58,7 @@ def train(
     fits = {}
     for l2 in l2_grid:
         weights, bias, mean, scale = fit_logistic(train_x, train_y, l2=l2)
-        probe = Probe(weights, bias, mean, scale, compressor.reader.spec.name)
+        probe = Probe(weights, bias, mean, scale, compressor.runner.spec.name)
         fits[l2] = (roc_auc(dev_y, probe.probability(dev_x)), probe)
     best_l2 = max(fits, key=lambda l2: fits[l2][0])
     dev_auc, probe = fits[best_l2]
@@ -84,7 +84,7 @@ def _features(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels of a split, cached: collecting them is the slow part."""
     cache = CACHE_DIR / (
-        f"probe-features-{compressor.reader.spec.name}-{split}-{count}-{distractors}.npz"
+        f"probe-features-{compressor.runner.spec.name}-{split}-{count}-{distractors}.npz"
     )
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as data:
