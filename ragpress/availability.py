@@ -38,7 +38,7 @@ def model_methods() -> dict[str, tuple[str, str]]:
         cls = factory(name)
         runner = getattr(cls, "runner_class", None)
         if getattr(cls, "loads_model", False) and runner is not None:
-            found[name] = (cls.default_model, runner.role)
+            found[name] = (getattr(cls, "default_model"), runner.role)  # noqa: B009
     return found
 
 

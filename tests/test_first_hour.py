@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -141,7 +142,7 @@ def test_views_show_kept_and_dropped_text_with_per_document_figures():
     compressor = ragpress.get_compressor("first-k")
     result = compressor.compress(DOCUMENTS, rate=0.5)
     views = document_views(DOCUMENTS, result, compressor.tokenizer)
-    for view, document, output in zip(views, DOCUMENTS, result.documents, strict=True):
+    for view, document, output in zip(views, DOCUMENTS, result.documents or [], strict=True):
         assert "".join(text for text, _ in view.segments) == document
         assert view.original_tokens == compressor.tokenizer.count(document)
         assert view.compressed_tokens == compressor.tokenizer.count(output)
@@ -152,9 +153,11 @@ def test_views_show_kept_and_dropped_text_with_per_document_figures():
 
     from rich.console import Console
 
-    console = Console(file=io.StringIO(), force_terminal=True, width=100)
-    console.print(terminal_view(DOCUMENTS, result, compressor.tokenizer, QUESTION))
-    shown = console.file.getvalue()
+    screen = io.StringIO()
+    Console(file=screen, force_terminal=True, width=100).print(
+        terminal_view(DOCUMENTS, result, compressor.tokenizer, QUESTION)
+    )
+    shown = screen.getvalue()
     assert "\x1b[" in shown and "document 2" in shown and "tokens" in shown
 
 
@@ -283,7 +286,7 @@ def test_a_folder_asking_for_remote_code_never_runs_it(tmp_path):
 def test_the_one_loader_always_refuses_remote_code(tmp_path):
     from ragpress.onnx.sources import pretrained
 
-    seen = {}
+    seen: dict[str, Any] = {}
 
     class Loader:
         @staticmethod

@@ -46,7 +46,7 @@ def _reader_objects() -> dict[str, Any]:
 
     import ragpress
 
-    embedder = ragpress.get_compressor("embedding-similarity")  # MiniLM on ONNX
+    embedder: Any = ragpress.get_compressor("embedding-similarity")  # MiniLM on ONNX
     tokenizer = ragpress.get_target_tokenizer()
 
     class MiniLM(Embeddings):

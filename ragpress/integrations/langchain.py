@@ -115,6 +115,11 @@ class RagpressCompressor(_RagpressSettings, BaseDocumentCompressor):
     """Compress retrieved documents for the query, all of one call in one model batch:
     ``RagpressCompressor("entropy", rate=0.5)``."""
 
+    def __init__(self, method: str | Compressor | None = None, **kwargs: Any) -> None:
+        """See :class:`_RagpressSettings` (stated here so type checkers read this signature,
+        not the one pydantic generates from the fields)."""
+        super().__init__(method, **kwargs)
+
     def compress_documents(
         self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
     ) -> Sequence[Document]:
@@ -172,7 +177,10 @@ class RagpressRunnable(_RagpressSettings, RunnableSerializable[Chunk, Chunk]):
         **kwargs: Any,
     ) -> list[Chunk]:
         return self._batch_with_config(
-            self._compress_all, inputs, config, return_exceptions=return_exceptions
+            self._compress_all,  # type: ignore[arg-type]  # takes run_manager, as LangChain passes
+            inputs,
+            config,
+            return_exceptions=return_exceptions,
         )
 
     async def abatch(
@@ -184,7 +192,10 @@ class RagpressRunnable(_RagpressSettings, RunnableSerializable[Chunk, Chunk]):
         **kwargs: Any,
     ) -> list[Chunk]:
         return await self._abatch_with_config(
-            self._acompress_all, inputs, config, return_exceptions=return_exceptions
+            self._acompress_all,  # type: ignore[arg-type]  # takes run_manager, as LangChain passes
+            inputs,
+            config,
+            return_exceptions=return_exceptions,
         )
 
     def _compress_one(self, input_: Chunk, run_manager: Any = None) -> Chunk:

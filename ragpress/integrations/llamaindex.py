@@ -89,7 +89,7 @@ class RagpressPostprocessor(BaseNodePostprocessor):
         validate_budget(rate, target_tokens)
         options = {**(method_options or {}), **options}
         compressor = resolve_compressor(method, options)
-        super().__init__(
+        super().__init__(  # type: ignore[call-arg]  # pydantic fields of this class
             method=compressor.name if isinstance(method, Compressor) else method or "",
             method_options=options,
             rate=rate,

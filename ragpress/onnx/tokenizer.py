@@ -38,6 +38,12 @@ class ModelTokenizer:
     """A ``tokenizers.Tokenizer`` with the special token ids of its model."""
 
     is_fast = True
+    cls_token_id: int | None
+    sep_token_id: int | None
+    bos_token_id: int | None
+    eos_token_id: int | None
+    pad_token_id: int | None
+    unk_token_id: int | None
 
     def __init__(self, tokenizer: Any, special: dict[str, str | None], max_length: int) -> None:
         # Saved tokenizer.json files may carry a fixed truncation/padding (MiniLM's: 128 tokens);
