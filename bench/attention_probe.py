@@ -23,7 +23,7 @@ from ragpress.training.logistic import roc_auc
 from ragpress.training.qa import QAItem, answer_in, answer_survives, load_items
 
 RATES = {"4x": 0.25, "2x": 0.5, "8x": 0.125}  # 4x first: it pays for the model forwards
-METHODS = {
+METHODS: dict[str, dict[str, Any]] = {
     "attention-probe": {},
     "entropy": {},  # question-aware (LongLLMLingua-style)
     "embedding-similarity": {},

@@ -98,7 +98,9 @@ def run_interleaved(items: list[QAItem], steps: dict[str, Step]) -> dict[str, di
     """Every method on item 1, then every method on item 2, ...: a slow minute on the machine
     falls on all methods alike."""
     names = list(steps)
-    outcomes = {name: {"texts": [], "seconds": []} for name in turn_order(names, 0)}
+    outcomes: dict[str, dict[str, list[Any]]] = {
+        name: {"texts": [], "seconds": []} for name in turn_order(names, 0)
+    }
     for index, item in enumerate(tqdm(items, desc="items", unit="item")):
         for name in turn_order(names, index):
             text, seconds = steps[name](item)

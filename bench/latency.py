@@ -49,13 +49,12 @@ from __future__ import annotations
 
 import argparse
 import gc
-import inspect
 import itertools
 import os
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -76,7 +75,7 @@ from bench.harness import (
     write_results,
 )
 from bench.qa import load_items
-from ragpress.registry import factory
+from ragpress.registry import accepted_options, factory
 from ragpress.text import sentence_spans, word_spans
 from ragpress.types import DOCUMENT_SEPARATOR
 
@@ -112,13 +111,10 @@ READS_ALL_AT_ONCE = {
     "embedding-similarity": "embeds all sentences in one padded batch (memory grows with the "
     "input): 10k/100k only for the windowed and chunked methods",
 }
-SMOLLM2_METHODS = {"entropy", "attention-probe", "ib-filter"}  # ~200-500 tokens/s here
+#: The model whose compressors read only ~200-500 tokens/s here (the quick profile cuts them).
+SLOW_MODEL = "smollm2-135m"
 MAX_ANCHOR_TOKENS = 8192  # llmlingua beyond it takes minutes per call
 ANCHOR_THREADS = 2  # the anchor uses both cores, as onnxruntime does for ours
-MODEL_ATTRIBUTES = ("scorer", "reader", "tagger")
-#: Methods that ignore a question (LLMLingua-2, the lossless packer, word baselines): they get
-#: none, as a user would call them; every other method gets the item's question.
-QUERY_FREE = {"token-classifier", "metatoken", "random", "first-k"}
 
 
 # -- inputs ----------------------------------------------------------------------------------
@@ -219,7 +215,14 @@ def method_backends(method: str) -> list[str]:
 
 
 def _takes_backend(method: str) -> bool:
-    return "backend" in inspect.signature(factory(method)).parameters
+    return "backend" in accepted_options(method)
+
+
+def _reads_slow_model(method: str) -> bool:
+    """Some stage runs SLOW_MODEL by default (its class says which model it loads)."""
+    return any(
+        getattr(factory(stage), "default_model", None) == SLOW_MODEL for stage in method.split("+")
+    )
 
 
 def plan(
@@ -261,7 +264,7 @@ def skip_reason(method: str, backend: str, tokens: int, batch: int, quick: bool)
 def _quick_reason(method: str, backend: str, tokens: int, batch: int) -> str | None:
     """The quick profile's cuts: SmolLM2 reads ~200-500 tokens/s on 2 cores, so its methods
     get the length axis on the default backend only, short inputs on the others."""
-    slow = any(stage in SMOLLM2_METHODS for stage in method.split("+"))
+    slow = _reads_slow_model(method)
     own_backend = ("none", FIXED_BACKEND.get(method))  # no choice: batch 16 runs on it
     if "+" in method and (tokens > 2048 or batch > 1 or backend != DEFAULT_BACKEND):
         return (
@@ -304,51 +307,20 @@ def repeats_for(cell: Cell, quick: bool, override: int | None) -> tuple[int, int
 # -- measuring one cell ----------------------------------------------------------------------
 
 
-class ForwardTimer:
-    """Sums the time spent in a compressor's model forwards (``run`` of its model objects,
-    through pipeline stages; ``forward`` of a plain torch module)."""
-
-    def __init__(self, compressor: Any) -> None:
-        self.seconds = 0.0
-        self.models = 0
-        self._attach(compressor)
-
-    def _attach(self, compressor: Any) -> None:
-        for stage in getattr(compressor, "stages", []):
-            self._attach(stage)
-        for attribute in MODEL_ATTRIBUTES:
-            model = getattr(compressor, attribute, None)
-            if model is not None and hasattr(model, "run"):
-                model.run = self._timed(model.run)
-                self.models += 1
-        module = getattr(compressor, "_model", None)  # embedding-similarity's torch encoder
-        if module is not None and hasattr(module, "forward"):
-            module.forward = self._timed(module.forward)
-            self.models += 1
-
-    def _timed(self, run: Callable[..., Any]) -> Callable[..., Any]:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return run(*args, **kwargs)
-            finally:
-                self.seconds += time.perf_counter() - started
-
-        return timed
-
-
-def build(method: str, backend: str) -> tuple[Any, ForwardTimer, bool]:
-    """The compressor, its forward timer, whether it gets the question; warmed up."""
+def build(method: str, backend: str) -> tuple[Any, bool]:
+    """The compressor and whether it gets the question (``question_aware``: methods that
+    ignore a question get none, as a user would call them); warmed up."""
     options = BACKENDS[backend] if backend in BACKENDS and method not in FIXED_BACKEND else {}
     compressor = ragpress.get_compressor(method, **options)
-    with_query = any(stage not in QUERY_FREE for stage in method.split("+"))
     warm_up(compressor)
-    return compressor, ForwardTimer(compressor), with_query
+    return compressor, compressor.question_aware
 
 
 def measure_cell(
-    cell: Cell, compressor: Any, timer: ForwardTimer, with_query: bool, repeats: tuple[int, int]
+    cell: Cell, compressor: Any, with_query: bool, repeats: tuple[int, int]
 ) -> dict[str, Any]:
+    """One cell's row; the forward time is what the results report (``timings["forward"]``,
+    per request: summed over the batch, it is the call's)."""
     batch = contexts(cell.tokens, cell.batch)
     requests = [
         {"context": c.documents, "query": c.question if with_query else None, "rate": RATE}
@@ -358,11 +330,17 @@ def measure_cell(
     with PeakRSS() as memory:
         for _ in range(warmup):
             compressor.compress_batch(requests)
-        timer.seconds = 0.0
-        timing = measure(lambda: compressor.compress_batch(requests), warmup=0, repeats=timed)
+        forwards: list[float] = []
+
+        def call() -> None:
+            results = compressor.compress_batch(requests)
+            forwards.append(sum(result.timings.get("forward", 0.0) for result in results))
+
+        timing = measure(call, warmup=0, repeats=timed)
     total = sum(timing.runs) / 1000.0
     work = sum(c.tokens for c in batch)
-    has_model = timer.models > 0 and timer.seconds > 0
+    forward = sum(forwards)
+    has_model = forward > 0
     return {
         "method": cell.method,
         "backend": cell.backend,
@@ -375,8 +353,8 @@ def measure_cell(
         "p95_ms": round(timing.p95_ms, 1),
         "tokens_per_s": round(tokens_per_second(work, timing.p50_ms), 1),
         "ms_per_1k_tokens": round(timing.p50_ms / work * 1000, 2),
-        "forward_ms": round(1000 * timer.seconds / timed, 1) if has_model else None,
-        "total_over_forward": round(total / timer.seconds, 3) if has_model else None,
+        "forward_ms": round(1000 * forward / timed, 1) if has_model else None,
+        "total_over_forward": round(total / forward, 3) if has_model else None,
         "peak_mb": round(memory.peak_mb, 1),
         "rss_mb": round(memory.rss_mb, 1),
         "load_1m": round(os.getloadavg()[0], 2),
@@ -429,7 +407,7 @@ def _run_group(
 ) -> tuple[list[dict[str, Any]], list[Cell]]:
     """The cells of one compressor on one backend, shortest first, one model load."""
     try:
-        compressor, timer, with_query = build(method, backend)
+        compressor, with_query = build(method, backend)
     except Exception as error:  # a backend that cannot load here
         print(f"{method} {backend}: failed to load: {_short(error)}", file=sys.stderr)
         progress.done += len(cells)
@@ -438,9 +416,7 @@ def _run_group(
     for cell in cells:
         progress.start(f"{method} {backend} {_k(cell.tokens)}x{cell.batch}")
         try:
-            row = measure_cell(
-                cell, compressor, timer, with_query, repeats_for(cell, quick, override)
-            )
+            row = measure_cell(cell, compressor, with_query, repeats_for(cell, quick, override))
         except Exception as error:  # out of memory, or a bug: record it, go on
             failed.append(_failed(cell, error))
             progress.end(f"failed: {_short(error)}")

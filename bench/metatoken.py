@@ -147,9 +147,9 @@ def json_records(count: int = JSON_RECORDS, seed: int = 0) -> str:
 
 def python_sources() -> list[str]:
     """The source files of the stdlib's ``json``, ``argparse`` and ``logging`` (sorted paths)."""
-    paths = [Path(_argparse_module.__file__)]
+    paths = [Path(str(_argparse_module.__file__))]
     for package in (json, logging):
-        paths += sorted(Path(package.__file__).parent.glob("*.py"))
+        paths += sorted(Path(str(package.__file__)).parent.glob("*.py"))
     return [path.read_text(encoding="utf-8") for path in paths]
 
 
@@ -270,7 +270,7 @@ def _run_notes(compressor, cpu: int | None) -> list[str]:
 def _speed_notes(speed: Sequence[dict[str, object]]) -> list[str]:
     notes = []
     for row in speed:
-        rate = float(row["compress_ids_tok/s"])
+        rate = float(row["compress_ids_tok/s"])  # type: ignore[arg-type]
         verdict = "met" if row["target_met"] else f"NOT met ({rate / TARGET_TOKENS_PER_S:.0%})"
         notes.append(f"{row['input']}: compress_ids {rate:,.0f} tokens/s; 1M tokens/s {verdict}")
     return notes

@@ -14,6 +14,7 @@ import os
 import resource
 import shlex
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from bench.data import wikipedia_summaries
@@ -45,7 +46,8 @@ def time_length(
     models: dict[str, Any], sequence: list[int], repeats: int
 ) -> dict[str, Timing | str]:
     """Timing per backend, or the error of a backend whose warm-up run failed (out of memory)."""
-    fns, errors = {}, {}
+    fns: dict[str, Callable[[], Any]] = {}
+    errors: dict[str, str] = {}
     for name, model in models.items():
         fn = lambda m=model: m.run([sequence])  # noqa: E731
         try:

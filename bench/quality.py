@@ -186,7 +186,7 @@ def speed_rows(outcomes: Outcomes) -> list[dict[str, Any]]:
         mine = outcomes.get(ours, {}).get("4x")
         if not (theirs and mine and theirs.seconds and mine.seconds):
             continue
-        their_ms, my_ms = _ms(theirs.seconds), _ms(mine.seconds)
+        their_ms, my_ms = _ms(theirs.seconds) or 0.0, _ms(mine.seconds) or 1.0  # both timed
         rows.append(
             {
                 "anchor": anchor.LABELS[mode],

@@ -282,7 +282,9 @@ def _roundtrip_sentence(rows: list[dict[str, Any]]) -> str:
 
 
 def _run_finder_sentence(result: Result) -> str:
-    rows = next((v for k, v in result.get("extra", {}).items() if k.startswith("speed")), [])
+    rows: list[dict[str, Any]] = next(
+        (v for k, v in result.get("extra", {}).items() if k.startswith("speed")), []
+    )
     finder = [r["compress_ids_tok/s"] for r in rows if "compress_ids_tok/s" in r]
     tokenize = [r["tokenize_tok/s"] for r in rows if "tokenize_tok/s" in r]
     if not finder or not tokenize:
@@ -568,7 +570,7 @@ def pipeline_paragraph(results: Results) -> str:
         sentence = f"{method} keeps {series(qa[method])}" + (f": {where}" if where else "")
         timed = [p for p in qa[method] if p.ms is not None]
         if timed:
-            sentence += f"; {num(timed[0].ms, 0)} ms per item at {timed[0].target}"
+            sentence += f"; {num(timed[0].ms or 0.0, 0)} ms per item at {timed[0].target}"
         sentences.append(sentence)
     return "**Pipelines**: " + ". ".join(sentences) + "."
 

@@ -154,7 +154,8 @@ def side_by_side(items: list[QAItem]) -> tuple[list[dict[str, Any]], list[str]]:
         for variant in ("fp32", "int8")
     }
     normalizer = compressors["fp32"].runner.tokenizer.backend_tokenizer.normalizer.normalize_str
-    rows, notes = [], []
+    rows: list[dict[str, Any]] = []
+    notes: list[str] = []
     for rate in RATES:
         theirs = run_anchor(items, rate, folder)
         anchor_seconds = statistics.fmean(row["seconds"] for row in theirs)

@@ -35,11 +35,13 @@ class Compressor(ABC):
     backends that batch their model calls can do so. See the module docstring for the hooks.
     """
 
-    name: ClassVar[str]
-    #: Kept share of tokens when neither ``rate`` nor ``target_tokens`` is given (None: no budget).
-    default_rate: ClassVar[float | None] = None
+    #: The registry name (set by ``@register``; a pipeline names itself after its stages).
+    name: str
+    #: Kept share of tokens when neither ``rate`` nor ``target_tokens`` is given (None: no
+    #: budget). A class default an instance may change (e.g. a threshold mode sets None).
+    default_rate: float | None = None
     #: True when the method cannot run without a query: the base class raises before scoring.
-    requires_query: ClassVar[bool] = False
+    requires_query: bool = False
     #: True when building the compressor loads a model (tests mark such methods real_model).
     loads_model: ClassVar[bool] = False
 

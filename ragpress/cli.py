@@ -12,7 +12,7 @@ import subprocess
 import sys
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -55,7 +55,7 @@ def _read_input(source: str) -> str:
         ) from None
 
 
-def _fail(error: Exception) -> None:
+def _fail(error: Exception) -> NoReturn:
     typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
 
@@ -223,13 +223,13 @@ def decompress(
     """Restore the exact original from a lossless compressor's output."""
     text = _read_input(source)
     try:
-        compressor = get_compressor(method)
+        decompress = getattr(get_compressor(method), "decompress", None)
     except (ValueError, TypeError) as error:
         _fail(error)
-    if not hasattr(compressor, "decompress"):
+    if decompress is None:
         _fail(ValueError(f"{method} is lossy: there is nothing to decompress"))
     try:
-        sys.stdout.write(compressor.decompress(text))
+        sys.stdout.write(decompress(text))
     except ValueError as error:
         _fail(error)
 

@@ -60,7 +60,7 @@ def word_spans(text: str) -> list[Interval]:
 
 
 def align_tokens_to_words(
-    token_offsets: Sequence[Interval], words: Sequence[Interval]
+    token_offsets: Sequence[Interval] | np.ndarray, words: Sequence[Interval]
 ) -> np.ndarray:
     """For each sub-word token, the index of its word, or -1 (whitespace only).
 
@@ -83,7 +83,9 @@ def align_tokens_to_words(
     return np.where(overlaps, index, -1)
 
 
-def token_spans(text: str, token_offsets: Sequence[Interval]) -> tuple[list[Interval], np.ndarray]:
+def token_spans(
+    text: str, token_offsets: Sequence[Interval] | np.ndarray
+) -> tuple[list[Interval], np.ndarray]:
     """Sub-word tokens as units: their spans without surrounding whitespace, and for each token
     the index of its span (-1: whitespace only). Offsets come in order, as tokenizers give them;
     tokens sharing characters (one character split over several byte-level tokens) share one

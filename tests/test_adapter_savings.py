@@ -63,7 +63,7 @@ def test_one_argument_name_and_the_query_aware_default(monkeypatch):
     assert as_langchain(method="random").compressor.name == "random"
     assert RagpressPostprocessor(method="random").compressor.name == "random"
     with pytest.raises(TypeError, match="method"):
-        RagpressCompressor(method=3)  # type: ignore[arg-type]
+        RagpressCompressor(method=3)
 
 
 def test_each_document_reports_its_own_ratio():

@@ -118,7 +118,7 @@ def test_malformed_rendering_raises():
 text_strategy = st.text(
     alphabet=st.one_of(
         st.sampled_from(list("ab «»‹›⟦⟧【】meta0123=\n")),
-        st.characters(blacklist_categories=("Cs",)),
+        st.characters(blacklist_categories=("Cs",)),  # type: ignore[arg-type]
     ),
     max_size=300,
 )

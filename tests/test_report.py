@@ -206,7 +206,7 @@ def test_reader_paragraph_reads_the_quality_runs_reader_table(results: Path) -> 
          "prompt_time_saved_%": 75.0},
     ]  # fmt: skip
     assert "not measured yet" in paragraph(report(results), "End to end")
-    write(results, "quality", qa_rows(PROBE_BEST), **{"reader at 4x (Qwen2.5-0.5B)": reader})
+    write(results, "quality", qa_rows(PROBE_BEST), **{"reader at 4x (Qwen2.5-0.5B)": reader})  # type: ignore[arg-type]
     text = paragraph(report(results), "End to end")
     assert "(Qwen2.5-0.5B reader, 10 items)" in text
     assert "EM 30%, F1 40% in 4,000 ms of prompt" in text

@@ -39,6 +39,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -184,6 +185,7 @@ class Runner:
         question = item.get("question") or ""
         comp = self.compressor(mode, item.get("model"))
 
+        kwargs: dict[str, Any]
         if mode == "llmlingua":
             kwargs = dict(rate=rate)
         elif mode == "longllmlingua":

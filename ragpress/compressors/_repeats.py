@@ -219,7 +219,7 @@ def _no_repeats(length: int) -> Repeats:
 
 
 def _gain(uses: np.ndarray | int, length: int, ref_cost: int, def_cost: int) -> np.ndarray:
-    return length * uses - (def_cost + length + ref_cost * uses)
+    return np.asarray(length * uses - (def_cost + length + ref_cost * uses))
 
 
 def _drop_unprofitable(

@@ -55,7 +55,7 @@ class Probe:
             mean=self.mean,
             scale=self.scale,
             model=np.array(self.model),
-            **{f"stat_{k}": np.array(v) for k, v in stats.items()},
+            **{f"stat_{k}": np.array(v) for k, v in stats.items()},  # type: ignore[arg-type]
         )
 
     @classmethod
@@ -96,7 +96,7 @@ class AttentionProbeCompressor(ModelCompressor):
     """Model options: see ``ragpress.model_compressor`` (one row per forward: batch_size 1)."""
 
     runner_class = AttentionRows
-    default_rate = 0.5
+    default_rate: float | None = 0.5
     requires_query = True
 
     def __init__(
@@ -182,7 +182,9 @@ class AttentionProbeCompressor(ModelCompressor):
         tokens = self.runner.tokenizer(
             [documents[d][a:b] for d, a, b in spans], add_special_tokens=False
         )["input_ids"]
-        chunks, current, size = [], [], 0
+        chunks: list[_Chunk] = []
+        current: list[int] = []
+        size = 0
         for index, ids in enumerate(tokens):
             if current and size + len(ids) > self.chunk_tokens:
                 chunks.append(_build_chunk(documents, spans, current, tail))

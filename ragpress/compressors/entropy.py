@@ -244,6 +244,7 @@ class EntropyCompressor(ModelCompressor):
         outputs = self.runner.nll([job.sequence for job in jobs]) if jobs else []
         for job, nll in zip(jobs, outputs, strict=True):
             target = job.doc.conditioned if job.conditioned else job.doc.plain
+            assert target is not None  # _conditioned_jobs allocated it
             target[job.begin : job.end] = nll[job.skip : job.skip + job.end - job.begin]
             if job.question_at is not None:
                 job.doc.question_nll = float(nll[job.question_at :].mean())
@@ -342,7 +343,7 @@ class EntropyCompressor(ModelCompressor):
             force_tokens=self.force_tokens,
             **{kind: kind in self.protect for kind in PROTECT_KINDS},
         )
-        forced = overlaps_any([tuple(s) for s in spans.tolist()], protected)
+        forced = overlaps_any([(a, b) for a, b in spans.tolist()], protected)
         return Units(
             np.full(len(spans), doc.index, dtype=np.int64),
             spans[:, 0].copy(),

@@ -145,7 +145,7 @@ class IBFilterCompressor(ModelCompressor):
         texts = [requests[c.request].documents[c.doc][c.start : c.end] for c in candidates]
         unit_ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
         questions = tokenizer(
-            [" " + request.query.strip() for request in requests], add_special_tokens=False
+            [" " + (request.query or "").strip() for request in requests], add_special_tokens=False
         )["input_ids"]
         baselines = [[*self._start, *self._instruction, *self._mark, *q] for q in questions]
         sequences = [

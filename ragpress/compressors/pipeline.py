@@ -66,10 +66,10 @@ class Pipeline(Compressor):
             None if lossless[i] else lossless[i + 1 :].count(False) for i in range(len(lossless))
         ]
         lossy = [stage for stage, packs in zip(self.stages, lossless, strict=True) if not packs]
-        self.requires_query = any(stage.requires_query for stage in self.stages)  # type: ignore[misc]
+        self.requires_query = any(stage.requires_query for stage in self.stages)
         # Without a budget, the overall one comes from the last lossy stage's default.
-        self.default_rate = lossy[-1].default_rate  # type: ignore[misc]
-        self.name = PIPELINE_SEPARATOR.join(stage.name for stage in self.stages)  # type: ignore[misc]
+        self.default_rate = lossy[-1].default_rate
+        self.name = PIPELINE_SEPARATOR.join(stage.name for stage in self.stages)
 
     @property
     def question_aware(self) -> bool:

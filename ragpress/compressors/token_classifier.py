@@ -121,7 +121,7 @@ class TokenClassifierCompressor(ModelCompressor):
 
     runner_class = TokenTagger
     default_model = DEFAULT_MODEL
-    default_rate = 0.5
+    default_rate: float | None = 0.5
 
     def __init__(
         self,
@@ -143,7 +143,7 @@ class TokenClassifierCompressor(ModelCompressor):
         if threshold is not None and policy == "chunk":
             raise ValueError("threshold mode and policy='chunk' exclude each other")
         if threshold is not None:
-            self.default_rate = None  # type: ignore[misc]  # threshold mode: no fixed rate
+            self.default_rate = None  # threshold mode: no fixed rate
         self.document_rate = _check_fraction(document_rate, "document_rate")
         if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 8:
             raise ValueError(f"max_length must be an int >= 8, got {max_length!r}")

@@ -177,7 +177,7 @@ class RagpressRunnable(_RagpressSettings, RunnableSerializable[Chunk, Chunk]):
         **kwargs: Any,
     ) -> list[Chunk]:
         return self._batch_with_config(
-            self._compress_all,  # type: ignore[arg-type]  # takes run_manager, as LangChain passes
+            self._compress_all,  # type: ignore[arg-type]  # run_manager; no exceptions
             inputs,
             config,
             return_exceptions=return_exceptions,
@@ -192,7 +192,7 @@ class RagpressRunnable(_RagpressSettings, RunnableSerializable[Chunk, Chunk]):
         **kwargs: Any,
     ) -> list[Chunk]:
         return await self._abatch_with_config(
-            self._acompress_all,  # type: ignore[arg-type]  # takes run_manager, as LangChain passes
+            self._acompress_all,  # type: ignore[arg-type]  # run_manager; no exceptions
             inputs,
             config,
             return_exceptions=return_exceptions,

@@ -469,7 +469,7 @@ def _attention_wrapper(model: Any, fused: bool = False) -> Any:
         forward = fusion.attention_forward
         name = fusion.register(f"{name}_fused", probe_attention)
     else:
-        forward = sdpa_attention_forward
+        forward = sdpa_attention_forward  # type: ignore[assignment]
         AttentionInterface.register(name, probe_attention)
         ALL_MASK_ATTENTION_FUNCTIONS.register(name, sdpa_mask)
     model.config._attn_implementation = name

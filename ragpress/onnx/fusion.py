@@ -108,7 +108,7 @@ def translation_table() -> dict:
     return {torch.ops.ragpress.fused_attention.default: _group_query_attention}
 
 
-def _group_query_attention(query, key, value, lengths, causal: bool, scale: float):  # type: ignore[no-untyped-def]
+def _group_query_attention(query, key, value, lengths, causal: bool, scale: float):
     # The exporter reads this signature: unannotated parameters are graph inputs, annotated
     # ones attributes.
     from onnx import TensorProto

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from ragpress.compressors.attention_probe import AttentionProbeCompressor, Probe
 from ragpress.training.corpora import CACHE_DIR
 from ragpress.training.logistic import fit_logistic, roc_auc
-from ragpress.training.qa import QAItem, answer_in, load_items
+from ragpress.training.qa import QAItem, Split, answer_in, load_items
 
 
 def collect(
@@ -80,7 +80,7 @@ def train(
 
 
 def _features(
-    compressor: AttentionProbeCompressor, split: str, count: int, distractors: int
+    compressor: AttentionProbeCompressor, split: Split, count: int, distractors: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels of a split, cached: collecting them is the slow part."""
     cache = CACHE_DIR / (

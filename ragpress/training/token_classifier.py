@@ -218,10 +218,10 @@ def evaluate(model: Any, examples: Sequence[Example], pad_id: int) -> dict[str, 
             p = torch.softmax(model(input_ids=ids, attention_mask=mask).logits, -1)[..., 1]
             probs.append(p[gold >= 0].numpy())
             labels.append(gold[gold >= 0].numpy())
-    p, y = np.concatenate(probs), np.concatenate(labels)
+    scores, gold_labels = np.concatenate(probs), np.concatenate(labels)
     return {
-        "token_accuracy": round(float(((p >= 0.5) == y).mean()), 4),
-        "auc": round(roc_auc(y, p), 4),
+        "token_accuracy": round(float(((scores >= 0.5) == gold_labels).mean()), 4),
+        "auc": round(roc_auc(gold_labels, scores), 4),
     }
 
 
@@ -299,7 +299,7 @@ def train(
         )
         tqdm.write(json.dumps(history[-1]))
     trained = time.perf_counter()
-    stats = {
+    stats: dict[str, Any] = {
         "recipe": {
             "teacher": "smollm2-135m NLL (question-unaware), top keep_rate words + answer words",
             "keep_rate": keep_rate,
@@ -349,6 +349,6 @@ def export_graphs() -> dict[str, Any]:
 
     parity = {}
     for variant in ("fp32", "int8"):
-        folder = prepare("minilm-l6-keep", "token-logits", variant, force=True)  # type: ignore[arg-type]
+        folder = prepare("minilm-l6-keep", "token-logits", variant, force=True)
         parity[variant] = json.loads((folder / MANIFEST).read_text())["parity"]
     return parity

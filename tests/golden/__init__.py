@@ -3,7 +3,8 @@
 An export change, a new default or a refactor that moves a model compressor's choice shows up
 as a golden test failure. Each registered method whose class loads a model
 (``Compressor.loads_model``) has ``tests/golden/<method>.json``: its kept spans, with the
-question asked and the rate, from its default options on CPU.
+question asked and the rate, from its default options on CPU, in two cases: the sample as its
+documents (a list: document ranking and the coarse step) and as one text (word choice).
 
 Tolerance: kept characters may differ slightly between CPUs (float rounding in the int8 and
 fp32 kernels can swap two near-equal units), so a run matches when the Jaccard overlap of its
@@ -47,17 +48,27 @@ def path(method: str) -> Path:
     return FOLDER / f"{method}.json"
 
 
+def cases() -> dict[str, str | list[str]]:
+    documents = sample_documents()
+    return {"documents": documents, "text": "\n\n".join(documents)}
+
+
 def run(method: str) -> dict[str, Any]:
     """What ``method`` keeps of the sample with its default options (question given)."""
     compressor = ragpress.get_compressor(method)
-    result = compressor.compress(sample_documents(), QUESTION, rate=RATE)
+    results = {name: compressor.compress(c, QUESTION, rate=RATE) for name, c in cases().items()}
     return {
         "method": method,
         "question": QUESTION,
         "rate": RATE,
-        "settings": result.settings,
-        "compressed_tokens": result.compressed_tokens,
-        "kept_spans": [[s.doc, s.start, s.end] for s in result.kept_spans],
+        "settings": compressor.settings,
+        "cases": {
+            name: {
+                "compressed_tokens": result.compressed_tokens,
+                "kept_spans": [[s.doc, s.start, s.end] for s in result.kept_spans],
+            }
+            for name, result in results.items()
+        },
     }
 
 
@@ -91,7 +102,8 @@ def main(argv: list[str] | None = None) -> None:
             path(method).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
             print(f"{method}: wrote {path(method)}")
         elif path(method).is_file():
-            score = overlap(load(method)["kept_spans"], data["kept_spans"])
-            print(f"{method}: overlap {score:.3f} (min {MIN_OVERLAP})")
+            for name, case in load(method)["cases"].items():
+                score = overlap(case["kept_spans"], data["cases"][name]["kept_spans"])
+                print(f"{method} {name}: overlap {score:.3f} (min {MIN_OVERLAP})")
         else:
             print(f"{method}: no golden file")
