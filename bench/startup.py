@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import statistics
 import subprocess
@@ -82,6 +83,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     rows = [measure(None, args.repeats)]
     for method in args.methods:
         rows.append(measure(method, args.repeats))
@@ -90,6 +92,8 @@ def main() -> None:
     notes = [
         f"Median of {args.repeats} fresh processes per row, graphs cached; times from before "
         "`import ragpress` (the interpreter's own start excluded).",
+        f"Machine load (1-min average) {load_before:.1f} before and {os.getloadavg()[0]:.1f} "
+        f"after, on {os.cpu_count()} cores: above the core count, every time is inflated.",
         "Goal: a ready compressor in under 1 s. "
         + (f"Over it: {', '.join(slow)}." if slow else "Every method meets it."),
     ]
