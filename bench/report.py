@@ -35,6 +35,7 @@ EXPECTED = {
     "pipeline": "python -m bench.attention_probe --methods attention-probe+entropy --name pipeline",
     "ib_filter": "python -m bench.ib_filter --items 40",
     "token_classifier": "python -m bench.token_classifier",
+    "serve": "python -m bench.serve --method first-k --requests 256",
     "startup": "python -m bench.startup",
 }
 # Runs of bench.attention_probe: the same QA items, so one comparison (latest run per method).
@@ -648,6 +649,33 @@ def _reader_rows(result: Result) -> list[dict[str, Any]]:
     return next((v for k, v in result.get("extra", {}).items() if k.startswith("reader")), [])
 
 
+def serve_paragraph(results: Results) -> str:
+    """Throughput per backend at 32 clients (else the largest concurrency), correctness,
+    overload."""
+    result = results.get("serve")
+    if result is None:
+        return "**Serving**: " + missing_note("serve")
+    rows = result["rows"]
+    levels = {row["clients"] for row in rows}
+    most = 32 if 32 in levels else max(levels)  # the issue's yardstick: batching at 32 clients
+    at_most = ", ".join(
+        f"{row['backend']} {num(row['req/s'])} req/s (p95 {num(row['p95_ms'], 0)} ms, "
+        f"mean batch {num(row['mean_batch'])})"
+        for row in rows
+        if row["clients"] == most
+    )
+    mixed = sum(row["mismatches"] + row["lost"] for row in rows)
+    sentences = [f"at {most} clients {at_most}", f"{mixed} responses differed or were lost"]
+    for row in result.get("extra", {}).get("overload (no client retries)", []):
+        sentences.append(
+            f"overload on {row['backend']} ({row['clients']} clients, queue {row['queue']}): "
+            f"{row['ok']} exact results and {row['503']} x 503, {row['mismatches']} mixed up, "
+            f"{row['lost']} lost, p95 {num(row['p95_ms'], 0)} ms"
+        )
+    method = rows[0].get("method", "?")
+    return f"**Serving** ({method}): " + "; ".join(sentences) + "."
+
+
 PARAGRAPHS = (
     reader_paragraph,
     latency_paragraph,
@@ -658,6 +686,7 @@ PARAGRAPHS = (
     token_classifier_paragraph,
     pipeline_paragraph,
     baselines_paragraph,
+    serve_paragraph,
 )
 
 

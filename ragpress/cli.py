@@ -16,7 +16,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from ragpress import available, default_method, get_compressor
+from ragpress import QUERY_METHOD, available, default_method, get_compressor
 
 app = typer.Typer(
     help="Compress the context a RAG pipeline sends to an LLM.",
@@ -351,6 +351,51 @@ def train_token_classifier(
         export=export and not output,
     )
     typer.echo(json.dumps(stats, indent=2))
+
+
+@app.command()
+def serve(
+    methods: Annotated[
+        str, typer.Option(help="Comma-separated methods to serve; the first is the default.")
+    ] = QUERY_METHOD,
+    host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0: every one).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option()] = 8000,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="Variable holding the bearer key (all but /healthz).")
+    ] = None,
+    max_batch_size: Annotated[int, typer.Option(help="Requests per model batch.")] = 16,
+    max_wait_ms: Annotated[float, typer.Option(help="How long a batch waits to fill.")] = 5.0,
+    max_queue: Annotated[int, typer.Option(help="Waiting requests before 503.")] = 256,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body (413 above).")] = 8.0,
+    ray: Annotated[bool, typer.Option("--ray", help="Run as a Ray Serve deployment.")] = False,
+    replicas: Annotated[int, typer.Option(help="Ray Serve replicas (with --ray).")] = 1,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Join this Ray cluster (e.g. 'auto') instead of a new one.")
+    ] = None,
+) -> None:
+    """Serve compression over HTTP (uvicorn, or Ray Serve with --ray); see README "Serving"."""
+    from ragpress.serve.main import serve_command
+
+    try:
+        serve_command(
+            {
+                "methods": tuple(m.strip() for m in methods.split(",") if m.strip()),
+                "max_batch_size": max_batch_size,
+                "max_wait_ms": max_wait_ms,
+                "max_queue": max_queue,
+                "max_body_bytes": int(max_body_mb * 2**20),
+            },
+            api_key_env=api_key_env,
+            host=host,
+            port=port,
+            ray=ray,
+            replicas=replicas,
+            ray_address=ray_address,
+        )
+    except (ValueError, ImportError) as error:
+        _fail(error)
 
 
 @app.command()

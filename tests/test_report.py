@@ -228,3 +228,23 @@ def test_entropy_speed_names_the_median_item_when_timed_in_turns(results: Path) 
     write(results, "entropy", rows, items=40, rate=0.25, split="dev", speed=[pair])
     after = paragraph(report(results), "entropy")
     assert f"3.33x as fast as {theirs} (median item 3.17x, timed in turns), keeping" in after
+
+
+def test_serving_paragraph_reads_32_clients_and_the_overload(results: Path) -> None:
+    row = {"method": "first-k", "mismatches": 0, "lost": 0, "mean_batch": 1.0, "p95_ms": 9.0}
+    rows = [
+        {**row, "backend": "uvicorn", "clients": 1, "req/s": 50.0},
+        {**row, "backend": "uvicorn", "clients": 32, "req/s": 80.5, "mean_batch": 12.5},
+        {**row, "backend": "ray", "clients": 32, "req/s": 120.0, "lost": 1},
+        {**row, "backend": "ray", "clients": 128, "req/s": 99.0},
+    ]
+    overload = [{**row, "backend": "ray", "clients": 128, "queue": 16, "ok": 90, "503": 38}]
+    assert "serve.json` is missing" in paragraph(report(results), "Serving")
+    extra: dict[str, Any] = {"overload (no client retries)": overload}
+    write(results, "serve", rows, **extra)
+    serving = paragraph(report(results), "Serving")
+    assert serving.startswith("**Serving** (first-k): at 32 clients uvicorn 80.5 req/s")
+    assert "mean batch 12.5" in serving and "ray 120 req/s" in serving
+    assert "99" not in serving
+    assert "1 responses differed or were lost" in serving
+    assert "overload on ray (128 clients, queue 16): 90 exact results and 38 x 503" in serving
