@@ -13,7 +13,7 @@ from typing import Any
 from ragpress._runtime_check import ensure_single_onnxruntime
 from ragpress.base import Compressor
 from ragpress.defaults import DEFAULT_METHOD, QUERY_METHOD, default_method
-from ragpress.registry import available, get_compressor, register
+from ragpress.registry import PIPELINE_SEPARATOR, available, factory, get_compressor, register
 from ragpress.tokenization import get_target_tokenizer
 from ragpress.types import CompressionRequest, CompressionResult, ScoredSpan, Span, StageReport
 
@@ -51,14 +51,20 @@ def compress(
 
     ``method`` is a name, a compressor instance (then no ``options``), or None: the query-aware
     default (``QUERY_METHOD``) when a query is given, else the lossless ``DEFAULT_METHOD``.
-    """
+    The request is checked before the compressor is built, so a bad call fails at once, not
+    after a model is loaded (or exported on first use)."""
     if isinstance(method, Compressor):
         if options:
             raise TypeError(
                 f"options {sorted(options)} go to the constructor; pass them when building "
                 "the compressor instance, or pass the method by name"
             )
-        compressor = method
-    else:
-        compressor = get_compressor(method or default_method(query), **options)
+        return method.compress(context, query, rate=rate, target_tokens=target_tokens)
+    name = method or default_method(query)
+    request = CompressionRequest.create(context, query, rate=rate, target_tokens=target_tokens)
+    if PIPELINE_SEPARATOR not in name and not request.is_empty:
+        cls = factory(name)
+        if cls.requires_query is True:  # the class's own rule and message, before it is built
+            Compressor.check_query(cls, request)  # type: ignore[arg-type]
+    compressor = get_compressor(name, **options)
     return compressor.compress(context, query, rate=rate, target_tokens=target_tokens)

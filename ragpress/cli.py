@@ -31,28 +31,44 @@ SAMPLE_QUESTION = "What is the first sign of fuel dilution?"
 PROGRESS_CHARS = 4000
 
 
+#: What a command reports as "error: ..." (exit 2) instead of a traceback: bad arguments, a
+#: missing extra, and files (models, the cache, a hub unreachable offline) that the message
+#: says how to fix. OSError covers ragpress's ModelNotFoundError and a hub that cannot be reached.
+USER_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, ImportError, OSError)
+
+
 def _read_input(source: str) -> str:
-    if source == "-":
-        if sys.stdin.isatty():
-            typer.echo(
-                "reading the context from stdin (end with Ctrl-D); give a FILE or 'sample' "
-                "to read one instead",
-                err=True,
-            )
-        return sys.stdin.read()
+    if source == "-" and sys.stdin.isatty():
+        typer.echo(
+            "reading the context from stdin (end with Ctrl-D); give a FILE or 'sample' "
+            "to read one instead",
+            err=True,
+        )
     if source == SAMPLE:
         return resources.files("ragpress.data").joinpath("sample.txt").read_text("utf-8")
-    path = Path(source)
-    if not path.is_file():
+    if source != "-" and not Path(source).is_file():
         raise typer.BadParameter(f"no such file: {source}", param_hint="FILE")
     try:
-        return path.read_text("utf-8")
+        return sys.stdin.buffer.read().decode("utf-8") if source == "-" else _read_file(source)
     except UnicodeDecodeError as error:
         raise typer.BadParameter(
-            f"{source} is not UTF-8 text ({error.reason} at byte {error.start}): convert it "
-            "first, e.g. `iconv -f latin1 -t utf-8`",
+            f"{'stdin' if source == '-' else source} is not UTF-8 text (byte "
+            f"{error.object[error.start]:#04x} at offset {error.start}); convert it first, "
+            "e.g. `iconv -f latin1 -t utf-8`",
             param_hint="FILE",
         ) from None
+
+
+def _read_file(source: str) -> str:
+    return Path(source).read_bytes().decode("utf-8")
+
+
+def _model_errors() -> tuple[type[Exception], ...]:
+    """USER_ERRORS plus ragpress's model and cache errors (imported only when needed)."""
+    from ragpress.onnx.cache import CacheError
+    from ragpress.onnx.runtime import ModelFileError
+
+    return (*USER_ERRORS, CacheError, ModelFileError)
 
 
 def _fail(error: Exception) -> NoReturn:
@@ -133,8 +149,9 @@ def compress(
     text = _read_input(source)
     context = _documents(text, split)
     name = method or default_method(query)
-    from ragpress.onnx.runtime import ModelFileError
     from ragpress.onnx.sources import ModelNotFoundError
+
+    errors: tuple[type[Exception], ...] = (*_model_errors(), ModelNotFoundError)
 
     try:
         compressor = get_compressor(name, **parse_options(option or []))
@@ -146,7 +163,7 @@ def compress(
             )
         with _progress(len(text)):
             result = compressor.compress(context, query, rate=rate, target_tokens=target_tokens)
-    except (ValueError, TypeError, ImportError, ModelNotFoundError, ModelFileError) as error:
+    except errors as error:
         _fail(error)
     documents = context if isinstance(context, list) else [context]
     if html is not None:
@@ -224,7 +241,7 @@ def decompress(
     text = _read_input(source)
     try:
         decompress = getattr(get_compressor(method), "decompress", None)
-    except (ValueError, TypeError) as error:
+    except _model_errors() as error:
         _fail(error)
     if decompress is None:
         _fail(ValueError(f"{method} is lossy: there is nothing to decompress"))
@@ -253,9 +270,9 @@ def models_prepare(
     for each in variant:
         try:
             folder = prepare(name, role, each, force=force)  # type: ignore[arg-type]
-        except (ValueError, FileNotFoundError, ImportError) as error:
+            manifest = json.loads((folder / MANIFEST).read_text())
+        except _model_errors() as error:
             _fail(error)
-        manifest = json.loads((folder / MANIFEST).read_text())
         typer.echo(f"{folder}  parity={json.dumps(manifest['parity'])}")
 
 

@@ -97,6 +97,12 @@ def select(
             raise ValueError("give a token budget or a threshold")
         keep |= units.score >= threshold
         return render(documents, units, keep, tokenizer)
+    # Words priced one at a time overcount the joined text ("f():" is cheaper than "f" "(" ...),
+    # so a budget the whole text fits must keep it whole: rate=1.0 is the identity (units a
+    # method ruled out with score -inf stay out).
+    everything = render(documents, units, units.forced | np.isfinite(units.score), tokenizer)
+    if everything.tokens <= budget:
+        return everything
     costs = unit_costs(tokenizer, unit_pieces(documents, units))
     _fill(keep, order[~keep[order]], costs, budget - int(costs[keep].sum()))
     selection = render(documents, units, keep, tokenizer)
@@ -134,26 +140,32 @@ def render(
     documents: Sequence[str], units: Units, keep: np.ndarray, tokenizer: TargetTokenizer
 ) -> Selection:
     """Kept units in order, each after its original whitespace; a space where a dropped unit
-    left two kept ones touching (so words never fuse)."""
+    (or text no unit covers) left two kept ones touching, so words never fuse.
+
+    Two kept units are joined as in the input only when nothing but whitespace lies between
+    them in the document: adjacency is read from the text, not from unit numbers, which a
+    method may have thinned out before selection."""
     outputs: list[list[str]] = [[] for _ in documents]
     spans: list[list[Interval]] = [[] for _ in documents]
-    previous = (-1, -1)  # (doc, unit index) of the last kept unit
+    previous = (-1, -1)  # (doc, end offset) of the last kept unit
     for index in np.flatnonzero(keep).tolist():
         doc, start, end = int(units.doc[index]), int(units.start[index]), int(units.end[index])
         text = documents[doc]
         lead = start
         while lead > 0 and text[lead - 1].isspace():
             lead -= 1
-        adjacent = previous == (doc, index - 1)
+        adjacent = previous == (doc, lead) or (previous[0] == doc and previous[1] > lead)
         if not outputs[doc]:
             piece = text[start:end]
-        elif lead == start and not adjacent:
+        elif adjacent:
+            piece = text[max(lead, previous[1]) : end]
+        elif lead == start:
             piece = " " + text[start:end]
         else:
             piece = text[lead:end]
         outputs[doc].append(piece)
         spans[doc].append((lead if adjacent else start, end))  # adjacent: touch and merge
-        previous = (doc, index)
+        previous = (doc, end)
     compressed = ["".join(parts) for parts in outputs]
     text = DOCUMENT_SEPARATOR.join(doc for doc in compressed if doc)
     kept = [

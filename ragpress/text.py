@@ -6,23 +6,34 @@ can be cut out of the input verbatim (extractive output, provenance for free).
 
 from __future__ import annotations
 
+import functools
 import itertools
+import json
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
-from json import JSONDecoder
 from typing import Literal
 
 import numpy as np
 
 Interval = tuple[int, int]
 
-_WORD = re.compile(r"\w+(?:[-'’.]\w+)*|[^\w\s]", re.UNICODE)
 _URL = re.compile(r"(?:https?|ftp)://[^\s<>\"'`]+|www\.[^\s<>\"'`]+", re.IGNORECASE)
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# The look-behind lets a match start only where a run of address characters starts: without
+# it the engine rescans a long word from every position (quadratic: 128 s on a 200k word).
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _NUMBER = re.compile(r"[-+]?[$€£¥]?\d(?:[\d,.:/]*\d)?(?:%|st|nd|rd|th)?")
 _FENCED_CODE = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 _INLINE_CODE = re.compile(r"`[^`\n]+`")
-_JSON_OPEN = re.compile(r"[\[{]")
+_JSON_TOKEN = re.compile(r'[][{}"\n]')
+_CLOSER = {"]": "[", "}": "{"}
+#: Deeper brackets than this are not parsed as JSON (json recurses per level).
+MAX_JSON_DEPTH = 200
+#: Sentence units longer than this many characters are cut at clauses, then spaces, then
+#: anywhere (one-line JSON, tables, CJK without punctuation): a sentence filter must not read
+#: an 8k-token line as one unit.
+MAX_UNIT_CHARS = 600
+_CLAUSE_MARKS = (",", ";", ":", ")", "]", "}", "，", "、", "；", "：", "。", "！", "？")
 #: The keyword switches of :func:`protected_spans`.
 PROTECT_KINDS = ("code", "json", "urls", "numbers")
 
@@ -42,21 +53,72 @@ def sentence_spans(text: str) -> list[Interval]:
     return list(itertools.pairwise(bounds))
 
 
-def trimmed_sentence_spans(text: str) -> list[Interval]:
-    """Sentence spans without their surrounding whitespace (empty ones dropped)."""
+def trimmed_sentence_spans(text: str, max_chars: int | None = MAX_UNIT_CHARS) -> list[Interval]:
+    """Sentence spans without their surrounding whitespace (empty ones dropped); a sentence
+    longer than ``max_chars`` is cut into pieces (see :func:`cap_span`)."""
     trimmed = []
     for start, end in sentence_spans(text):
-        piece = text[start:end]
-        left = len(piece) - len(piece.lstrip())
-        right = len(piece.rstrip())
-        if right > left:
-            trimmed.append((start + left, start + right))
+        pieces = [(start, end)] if max_chars is None else cap_span(text, start, end, max_chars)
+        for begin, stop in pieces:
+            piece = text[begin:stop]
+            left = len(piece) - len(piece.lstrip())
+            right = len(piece.rstrip())
+            if right > left:
+                trimmed.append((begin + left, begin + right))
     return trimmed
 
 
+def cap_span(text: str, start: int, end: int, max_chars: int = MAX_UNIT_CHARS) -> list[Interval]:
+    """``[start, end)`` cut into consecutive pieces of at most ``max_chars`` characters: after
+    the last clause mark in reach (``, ; :`` and their CJK forms, closing brackets), else at the
+    last whitespace, else anywhere but before a combining mark. Linear in the span's length."""
+    if max_chars < 8:
+        raise ValueError(f"max_chars must be >= 8, got {max_chars}")
+    pieces = []
+    while end - start > max_chars:
+        window = text[start : start + max_chars]
+        cut = _last_clause_end(window, max_chars // 4)
+        if cut is None:
+            space = max((window.rfind(c) for c in " \t\n"), default=-1)
+            cut = space if space > max_chars // 4 else max_chars
+            while cut > 1 and unicodedata.combining(text[start + cut]):
+                cut -= 1  # never split a letter from its accent
+        pieces.append((start, start + cut))
+        start += cut
+    pieces.append((start, end))
+    return pieces
+
+
+def _last_clause_end(window: str, minimum: int) -> int | None:
+    """Just after the last clause mark of ``window`` that leaves at least ``minimum`` chars."""
+    best = max(window.rfind(mark) for mark in _CLAUSE_MARKS)
+    return best + 1 if best + 1 > minimum else None
+
+
 def word_spans(text: str) -> list[Interval]:
-    """Words (letters/digits with inner hyphens, apostrophes, dots) and single punctuation marks."""
-    return [match.span() for match in _WORD.finditer(text)]
+    """Words (letters/digits with inner hyphens, apostrophes, dots) and single punctuation marks,
+    each with the combining marks that follow it (an accent is never cut from its letter)."""
+    return [match.span() for match in _word_pattern().finditer(text)]
+
+
+@functools.cache
+def _word_pattern() -> re.Pattern[str]:
+    r"""``\w`` leaves out combining marks (Unicode category M: accents, vowel signs), so they
+    are added to the word characters here; built once, on first use, from a scan of the planes
+    that hold marks (0-3 and the variation selectors of plane 14)."""
+    ranges = []
+    for low, high in ((0, 0x40000), (0xE0000, 0xE1000)):
+        start = None
+        for code in range(low, high + 1):  # one past the end closes an open range
+            is_mark = code < high and unicodedata.category(chr(code))[0] == "M"
+            if is_mark and start is None:
+                start = code
+            elif not is_mark and start is not None:
+                ranges.append(f"{re.escape(chr(start))}-{re.escape(chr(code - 1))}")
+                start = None
+    marks = f"[{''.join(ranges)}]"
+    letters = rf"(?:\w|{marks})+"
+    return re.compile(rf"{letters}(?:[-'’.]{letters})*|[^\w\s]{marks}*")
 
 
 def align_tokens_to_words(
@@ -206,22 +268,80 @@ def overlaps_any(units: Sequence[Interval], spans: Sequence[Interval]) -> np.nda
 
 
 def _json_spans(text: str) -> list[Interval]:
-    """Objects and arrays that parse as JSON (at least one key or two items, to skip "[1]")."""
-    decoder = JSONDecoder()
+    """Objects and arrays that parse as JSON (at least one key or two items, to skip "[1]").
+
+    Linear time, no recursion: one scan finds the balanced bracket regions; each outermost one is
+    parsed once, and a region that fails is searched for JSON inside it at most two levels down.
+    """
     spans: list[Interval] = []
-    position = 0
-    while True:
-        match = _JSON_OPEN.search(text, position)
-        if match is None:
-            return spans
-        start = match.start()
-        try:
-            value, end = decoder.raw_decode(text, start)
-        except ValueError:
-            position = start + 1
+    covered, failed = 0, []  # end of the last JSON span; ends of the enclosing failed regions
+    for start, end, depth in sorted(_bracket_regions(text)):
+        if start < covered:
             continue
-        if (isinstance(value, dict) and value) or (isinstance(value, list) and len(value) > 1):
+        while failed and failed[-1] <= start:
+            failed.pop()
+        if len(failed) >= 2:
+            continue
+        # "[0,0]" is the shortest block worth keeping; deep nesting is not parsed at all.
+        if end - start >= 5 and depth <= MAX_JSON_DEPTH and _is_json_block(text[start:end]):
             spans.append((start, end))
-            position = end
+            covered = end
         else:
-            position = start + 1
+            failed.append(end)
+    return spans
+
+
+def _is_json_block(piece: str) -> bool:
+    try:
+        value = json.loads(piece)
+    except ValueError:
+        return False
+    return (isinstance(value, dict) and bool(value)) or (isinstance(value, list) and len(value) > 1)
+
+
+def _bracket_regions(text: str) -> list[tuple[int, int, int]]:
+    """Balanced ``[...]`` / ``{...}`` regions as ``(start, end, nesting depth inside)``.
+
+    Quotes open a string only where JSON allows one (after ``[ { , :``), so an apostrophe or a
+    stray quote in prose does not swallow the text after it; a string never spans a newline.
+    """
+    regions: list[tuple[int, int, int]] = []
+    stack: list[list[int]] = []  # [position, opener, deepest nesting inside]
+    string_from = -1
+    for match in _JSON_TOKEN.finditer(text):
+        position, char = match.start(), match.group()
+        if string_from >= 0:
+            if char == '"' and _unescaped(text, string_from, position):
+                string_from = -1
+            elif char == "\n":
+                stack, string_from = [], -1
+            continue
+        if char in "[{":
+            stack.append([position, ord(char), 0])
+        elif char in "]}":
+            if not stack or stack[-1][1] != ord(_CLOSER[char]):
+                stack = []
+                continue
+            start, _, depth = stack.pop()
+            regions.append((start, position + 1, depth + 1))
+            if stack:
+                stack[-1][2] = max(stack[-1][2], depth + 1)
+        elif char == '"' and stack and _string_may_start(text, position):
+            string_from = position + 1
+    return regions
+
+
+def _string_may_start(text: str, position: int) -> bool:
+    before = position - 1
+    while before >= 0 and text[before] in " \t\r\n":
+        before -= 1
+    return before >= 0 and text[before] in "[{,:"
+
+
+def _unescaped(text: str, start: int, position: int) -> bool:
+    """Whether the quote at ``position`` closes a string opened at ``start`` (an even number
+    of backslashes before it)."""
+    slashes = 0
+    while position - 1 - slashes >= start and text[position - 1 - slashes] == "\\":
+        slashes += 1
+    return slashes % 2 == 0

@@ -84,10 +84,12 @@ def test_stdin_from_a_terminal_says_so(monkeypatch, capsys):
     from ragpress import cli
 
     class Terminal(io.StringIO):
+        buffer = io.BytesIO(b"typed text")
+
         def isatty(self) -> bool:
             return True
 
-    monkeypatch.setattr(sys, "stdin", Terminal("typed text"))
+    monkeypatch.setattr(sys, "stdin", Terminal())
     assert cli._read_input("-") == "typed text"
     assert "Ctrl-D" in capsys.readouterr().err
 

@@ -21,9 +21,9 @@ def test_a_unit_that_does_not_fit_is_skipped_not_the_rest():
 
 
 def test_forced_units_stay_and_words_never_fuse():
-    document = "alpha,beta gamma delta"
-    spans = [(0, 0, 5), (0, 5, 6), (0, 6, 10), (0, 11, 16), (0, 17, 22)]
-    units = Units.from_spans(spans, np.array([0.9, 0.0, 0.8, 0.1, 0.2]))
+    document = "alpha,beta gamma delta epsilon"  # 4 tokens: the budget cannot keep it whole
+    spans = [(0, 0, 5), (0, 5, 6), (0, 6, 10), (0, 11, 16), (0, 17, 22), (0, 23, 30)]
+    units = Units.from_spans(spans, np.array([0.9, 0.0, 0.8, 0.1, 0.2, 0.05]))
     units.forced[4] = True
     selection = select([document], units, WORDS, budget=3)
     assert selection.text == "alpha beta delta"  # the dropped comma leaves a space

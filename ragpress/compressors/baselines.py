@@ -25,7 +25,11 @@ class _WordBaseline(Compressor):
 
     def __init__(self, *, seed: int = 0, target_tokenizer: Any = None) -> None:
         super().__init__(target_tokenizer=target_tokenizer)
-        self.seed = seed
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        self.seed = int(seed)
 
     def _scores(self, count: int, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError

@@ -132,7 +132,9 @@ class EntropyCompressor(ModelCompressor):
     ) -> None:
         if unit not in get_args(Unit):
             raise ValueError(f"unit must be one of {', '.join(get_args(Unit))}; got {unit!r}")
-        if coarse_factor < 1:
+        if not math.isfinite(relevance):
+            raise ValueError(f"relevance must be a finite number, got {relevance}")
+        if not coarse_factor >= 1 or math.isinf(coarse_factor):  # "not >=": NaN fails too
             raise ValueError(
                 f"coarse_factor must be >= 1 (kept documents hold the budget); got {coarse_factor}"
             )

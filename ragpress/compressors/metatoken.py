@@ -34,6 +34,7 @@ from ragpress.types import CompressionRequest, CompressionResult, Span
 # Cheapest first: « and » cost one byte-level BPE token each in common LLM vocabularies.
 MARKER_PAIRS = (("«", "»"), ("‹", "›"), ("⟦", "⟧"), ("【", "】"), ("\ue000", "\ue001"))
 _HEADER = re.compile(r"(.)meta ([0-9]+)(.)\n", re.DOTALL)
+_HEADER_LIKE = re.compile(r"meta [0-9]+.\n", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def compress_ids(ids: Sequence[int], meta_base: int, *, max_run: int = 512) -> M
 
 
 def decompress_ids(ids: Sequence[int], meta_base: int) -> list[int]:
-    """Invert :func:`compress_ids`."""
+    """Invert :func:`compress_ids`, strictly: what it cannot have produced raises ValueError."""
     ids = list(ids)
     try:
         separator = ids.index(meta_base)
@@ -77,19 +78,30 @@ def decompress_ids(ids: Sequence[int], meta_base: int) -> list[int]:
     current: list[int] = []
     for token in ids[:separator]:
         if token > meta_base:
+            expected = meta_base + 1 + len(entries)
+            if token != expected:
+                raise ValueError(f"dictionary entry {token} out of order: expected {expected}")
             current = entries.setdefault(token, [])
         elif not entries:
             raise ValueError("the dictionary must start with a meta-token")
         else:
             current.append(token)
+    if any(len(run) < 2 for run in entries.values()):
+        raise ValueError("a dictionary entry holds fewer than two tokens")
     output: list[int] = []
+    used: set[int] = set()
     for token in ids[separator + 1 :]:
+        if token == meta_base:
+            raise ValueError("a second dictionary separator in the body")
         if token > meta_base:
             if token not in entries:
                 raise ValueError(f"meta-token {token} is not in the dictionary")
+            used.add(token)
             output.extend(entries[token])
         else:
             output.append(token)
+    if used != set(entries):
+        raise ValueError(f"dictionary entries {sorted(set(entries) - used)} are never used")
     return output
 
 
@@ -132,29 +144,61 @@ def compress_text(
 
 
 def decompress_text(rendered: str) -> str:
-    """Invert :func:`compress_text`; text without a header is returned as it is."""
+    """Invert :func:`compress_text`; text without a header is returned as it is.
+
+    Strict: a header, dictionary or body that :func:`compress_text` cannot have produced (a
+    marker character outside a placeholder, an unknown, unused or out-of-order entry, a
+    truncated rendering) raises ValueError instead of decoding to something else."""
     header = _HEADER.match(rendered)
     if header is None:
         return rendered
-    opening, count, closing = header.group(1), int(header.group(2)), header.group(3)
-    position = header.end()
+    opening, digits, closing = header.group(1), header.group(2), header.group(3)
+    if opening == closing or opening.isspace() or closing.isspace() or opening.isalnum():
+        raise ValueError(f"malformed meta-token header {header.group(0)!r}")
+    _check_number(digits, "entry count")
+    count, position = int(digits), header.end()
     entries: list[str] = []
     for index in range(1, count + 1):
         prefix = f"{opening}{index}="
-        end = rendered.find(closing + "\n", position)
+        end = rendered.find(closing, position)
         if not rendered.startswith(prefix, position) or end < 0:
+            raise ValueError(f"malformed or missing meta-token dictionary entry {index}")
+        entry = rendered[position + len(prefix) : end]
+        if not entry or opening in entry or not rendered.startswith(closing + "\n", end):
             raise ValueError(f"malformed meta-token dictionary entry {index}")
-        entries.append(rendered[position + len(prefix) : end])
+        entries.append(entry)
         position = end + len(closing) + 1
-    placeholder = re.compile(re.escape(opening) + r"([0-9]+)" + re.escape(closing))
-
-    def expand(match: re.Match[str]) -> str:
+    output: list[str] = []
+    first_uses: list[int] = []
+    cursor = position
+    for match in re.finditer(re.escape(opening) + r"([0-9]+)" + re.escape(closing), rendered):
+        if match.start() < position:
+            continue
+        output.append(_literal(rendered[cursor : match.start()], opening, closing))
+        _check_number(match.group(1), "placeholder")
         index = int(match.group(1))
         if not 1 <= index <= count:
             raise ValueError(f"placeholder {match.group(0)} is not in the dictionary")
-        return entries[index - 1]
+        if index not in first_uses:
+            first_uses.append(index)
+        output.append(entries[index - 1])
+        cursor = match.end()
+    output.append(_literal(rendered[cursor:], opening, closing))
+    if first_uses != list(range(1, count + 1)):
+        raise ValueError("dictionary entries are unused or not in order of first use")
+    return "".join(output)
 
-    return placeholder.sub(expand, rendered[position:])
+
+def _literal(text: str, opening: str, closing: str) -> str:
+    """Body text between placeholders: the markers never occur in it."""
+    if opening in text or closing in text:
+        raise ValueError("a marker character outside a placeholder: not a valid rendering")
+    return text
+
+
+def _check_number(digits: str, what: str) -> None:
+    if len(digits) > 1 and digits.startswith("0"):
+        raise ValueError(f"malformed meta-token {what} {digits!r}")
 
 
 def looks_like_header(text: str) -> bool:
@@ -228,6 +272,15 @@ class MetaTokenCompressor(Compressor):
         if not isinstance(text, str):
             raise TypeError(f"text must be str, got {type(text).__name__}")
         return decompress_text(text)
+
+    def framing_tokens(self, text: str) -> int:
+        """Tokens an extract of ``text`` may grow by when packed: text that starts like a
+        rendering is framed with an empty dictionary's header (0 when no extract can start so).
+        A pipeline leaves this room under its budget."""
+        if _HEADER_LIKE.search(text) is None:
+            return 0
+        pairs = (*MARKER_PAIRS, choose_markers(text))
+        return 1 + max(self.tokenizer.count(f"{o}meta 0{c}\n") for o, c in pairs)
 
     def compress_ids(self, text: str) -> MetaTokenIds:
         """The ids rendering of ``text`` in the target tokenizer (meta ids above its vocabulary)."""

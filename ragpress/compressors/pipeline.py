@@ -90,14 +90,15 @@ class Pipeline(Compressor):
             request.token_budget(original, self.default_rate)
             for request, original in zip(requests, originals, strict=True)
         ]
+        reserves = [self._framing(request) for request in requests]
         current = list(requests)
         maps = [_identity_maps(request.documents) for request in requests]
         reports: list[list[StageReport]] = [[] for _ in requests]
         results: list[CompressionResult] = []
         for stage, later in zip(self.stages, self._later_lossy, strict=True):
             staged = [
-                _stage_request(request, self._allowance(later, budget), later is None)
-                for request, budget in zip(current, budgets, strict=True)
+                _stage_request(request, self._allowance(later, budget, reserve), later is None)
+                for request, budget, reserve in zip(current, budgets, reserves, strict=True)
             ]
             results = stage.compress_batch(staged)
             for index, (request, result) in enumerate(zip(staged, results, strict=True)):
@@ -113,11 +114,22 @@ class Pipeline(Compressor):
             for parts in zip(requests, originals, budgets, results, maps, reports, strict=True)
         ]
 
-    def _allowance(self, later: int | None, budget: int | None) -> int | None:
-        """What a stage may keep: B, times ``headroom`` per lossy stage still to come."""
+    def _allowance(self, later: int | None, budget: int | None, reserve: int = 0) -> int | None:
+        """What a stage may keep: B, times ``headroom`` per lossy stage still to come; the last
+        lossy stage leaves ``reserve`` tokens for the lossless stage's framing."""
         if budget is None or later is None:
             return None
+        if later == 0:
+            return max(0, budget - reserve)
         return math.ceil(budget * self.headroom**later)
+
+    def _framing(self, request: CompressionRequest) -> int:
+        """Tokens the lossless last stage may add to what the lossy ones kept (see
+        ``MetaTokenCompressor.framing_tokens``); 0 without one."""
+        framing = getattr(self.stages[-1], "framing_tokens", None)
+        if self._later_lossy[-1] is not None or framing is None:
+            return 0
+        return int(framing(request.context))
 
     def _result(
         self,

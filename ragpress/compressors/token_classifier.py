@@ -22,6 +22,7 @@ loads by hub id or folder.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -43,6 +44,7 @@ from ragpress.text import (
 from ragpress.types import CompressionRequest, CompressionResult
 
 DEFAULT_MODEL = "minilm-l6-keep"
+_NON_SPACE = re.compile(r"\S+")
 Policy = Literal["global", "chunk"]
 Pooling = Literal["mean", "first"]
 
@@ -76,8 +78,30 @@ def encode_words(tokenizer: Any, texts: Sequence[str]) -> list[EncodedDoc]:
             words[:, 0] = np.full(len(words), np.iinfo(np.int64).max)
             np.minimum.at(words[:, 0], word, offsets[:, 0])
             np.maximum.at(words[:, 1], word, offsets[:, 1])
-        docs.append(EncodedDoc(text, ids, word.astype(np.int64), _trim_spans(text, words)))
+        words = _cover_orphans(text, _trim_spans(text, words))
+        docs.append(EncodedDoc(text, ids, word.astype(np.int64), words))
     return docs
+
+
+def _cover_orphans(text: str, words: np.ndarray) -> np.ndarray:
+    """Stretch the words over the characters the encoder dropped (control and format
+    characters, a BOM, combining accents its normaliser strips), so every non-space character
+    belongs to a word: kept words then render as the input had them, never fused over a gap.
+
+    A dropped run touching a word joins it; one standing alone joins the next word (the last
+    word when none follows)."""
+    if not len(words):
+        return words
+    last = len(words) - 1
+    for gap in range(len(words) + 1):  # gap i lies before word i; gap W after the last word
+        begin = int(words[gap - 1, 1]) if gap else 0
+        stop = int(words[gap, 0]) if gap <= last else len(text)
+        for run in _NON_SPACE.finditer(text, begin, stop):
+            if gap and (run.start() == words[gap - 1, 1] or gap > last):
+                words[gap - 1, 1] = max(int(words[gap - 1, 1]), run.end())
+            else:
+                words[gap, 0] = min(int(words[gap, 0]), run.start())
+    return words
 
 
 def _trim_spans(text: str, spans: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ METADATA_KEY = "ragpress"
 __all__ = [
     "METADATA_KEY",
     "call_figures",
+    "check_metadata",
     "check_query",
     "figures",
     "is_empty",
@@ -76,6 +77,23 @@ def validate_budget(rate: float | None, target_tokens: int | None) -> None:
 
 def is_empty(text: str) -> bool:
     return not text.strip()
+
+
+def check_metadata(metadata: Any, index: int) -> None:
+    """Refuse to overwrite a document's own ``"ragpress"`` metadata: only figures an earlier
+    ragpress call wrote there (same keys) may be replaced."""
+    existing = metadata.get(METADATA_KEY) if isinstance(metadata, Mapping) else None
+    if existing is None:
+        return
+    if not (isinstance(existing, Mapping) and set(existing) == FIGURE_KEYS):
+        raise ValueError(
+            f"document {index} already has its own metadata[{METADATA_KEY!r}], which the "
+            f"compressed copy would overwrite: rename that key before compressing"
+        )
+
+
+#: The keys :func:`figures` writes.
+FIGURE_KEYS = frozenset({"method", "original_tokens", "compressed_tokens", "kept_spans", "ratio"})
 
 
 def figures(

@@ -31,6 +31,7 @@ from ragpress.base import Compressor
 from ragpress.integrations import (
     METADATA_KEY,
     call_figures,
+    check_metadata,
     check_query,
     figures,
     is_empty,
@@ -95,6 +96,11 @@ class _RagpressSettings(BaseModel):
         )
 
     def _item(self, documents: Sequence[Document], query: str | None) -> dict[str, Any]:
+        for index, document in enumerate(documents):
+            if not isinstance(document, Document):
+                kind = type(document).__name__
+                raise TypeError(f"documents[{index}] must be a langchain Document, got {kind}")
+            check_metadata(document.metadata, index)
         return {
             "context": [document.page_content for document in documents],
             "query": check_query(self.compressor, query),
@@ -231,14 +237,7 @@ class RagpressRunnable(_RagpressSettings, RunnableSerializable[Chunk, Chunk]):
                 f"{type(self).__name__} takes a mapping with {self.documents_key!r} and "
                 f"{self.question_key!r}, got {type(input_).__name__}"
             )
-        documents = list(input_[self.documents_key])
-        for index, document in enumerate(documents):
-            if not isinstance(document, Document):
-                raise TypeError(
-                    f"{self.documents_key}[{index}] must be a Document, "
-                    f"got {type(document).__name__}"
-                )
-        return documents
+        return list(input_[self.documents_key])  # items are checked by _item
 
     def _question(self, input_: Chunk) -> str | None:
         return input_.get(self.question_key)

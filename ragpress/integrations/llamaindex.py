@@ -24,6 +24,7 @@ from ragpress.base import Compressor
 from ragpress.integrations import (
     METADATA_KEY,
     call_figures,
+    check_metadata,
     check_query,
     figures,
     is_empty,
@@ -114,6 +115,11 @@ class RagpressPostprocessor(BaseNodePostprocessor):
         query = check_query(self._compressor, query_bundle.query_str if query_bundle else None)
         if not nodes:
             return []
+        for index, item in enumerate(nodes):
+            if not isinstance(item, NodeWithScore):
+                kind = type(item).__name__
+                raise TypeError(f"nodes[{index}] must be a NodeWithScore, got {kind}")
+            check_metadata(item.node.metadata, index)
         sources = [item.node.get_content(metadata_mode=MetadataMode.NONE) for item in nodes]
         result = self._compressor.compress(
             sources, query, rate=self.rate, target_tokens=self.target_tokens

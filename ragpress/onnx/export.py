@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ragpress.onnx.cache import atomic_directory, model_dir, sha256
+from ragpress.onnx.cache import atomic_directory, model_dir, settled_is_file, sha256
 from ragpress.onnx.catalogue import ModelSpec, Role, get_spec
 from ragpress.onnx.sources import load_tokenizer, load_torch_model, weights_folder
 
@@ -73,6 +73,11 @@ def prepare(
     role = role or spec.roles[0]
     if role not in _WRAPPERS:
         raise ValueError(f"unknown role {role!r}; roles: {', '.join(_WRAPPERS)}")
+    if role not in spec.roles:
+        raise ValueError(
+            f"{spec.name} is a {spec.kind} model: it has no {role!r} graph; "
+            f"its roles: {', '.join(spec.roles)}"
+        )
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; variants: {', '.join(VARIANTS)}")
     target = graph_dir(spec.name, role, variant)
@@ -94,7 +99,7 @@ def prepare(
 def _ready(spec: ModelSpec, target: Path, variant: str | None = None) -> bool:
     if variant is not None:
         target = target.with_name(target.name.rsplit("-", 1)[0] + f"-{variant}")
-    return (target / MANIFEST).is_file() and not _stale(spec, target)
+    return settled_is_file(target / MANIFEST) and not _stale(spec, target)
 
 
 def _typical_seconds(spec: ModelSpec, *, fp32: bool, derive: bool) -> dict[str, float]:
@@ -120,9 +125,13 @@ def _delta_sha256(spec: ModelSpec) -> str | None:
 
 
 def _stale(spec: ModelSpec, target: Path) -> bool:
-    """A graph an older ragpress exported: another graph format or another shipped delta."""
-    manifest = json.loads((target / MANIFEST).read_text())
-    if manifest.get("format") != EXPORT_FORMAT:
+    """A graph an older ragpress exported (another graph format or another shipped delta), or
+    a manifest that cannot be read: exported again."""
+    try:
+        manifest = json.loads((target / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return True
+    if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT:
         return True
     expected = _delta_sha256(spec)
     return expected is not None and manifest.get("delta_sha256") != expected

@@ -22,7 +22,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from ragpress._runtime_check import ensure_single_onnxruntime
-from ragpress.onnx.cache import sha256
+from ragpress.onnx.cache import settled_is_file, sha256
 
 Device = Literal["auto", "cpu", "cuda"]
 _SESSIONS: dict[tuple, Any] = {}
@@ -120,15 +120,22 @@ def verify_files(folder: Path) -> dict:
     hundreds of MB again (0.5 s for SmolLM2's int8 graph) unless a file changed.
     """
     manifest_path = folder / "manifest.json"
-    if not manifest_path.is_file():
+    if not settled_is_file(manifest_path):
         raise ModelFileError(
             f"{folder} has no manifest.json: the export did not finish; run "
             "`ragpress models prepare` again"
         )
-    manifest = json.loads(manifest_path.read_text())
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        files = dict(manifest["sha256"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ModelFileError(
+            f"{manifest_path} is not a valid manifest ({type(error).__name__}: {error}); run "
+            "`ragpress models prepare --force` to export the model again"
+        ) from None
     stamps = _read_stamps(folder)
     fresh = {}
-    for relative, expected in manifest["sha256"].items():
+    for relative, expected in files.items():
         path = folder / relative
         state = (str(path), *_stat(path))
         if state in _VERIFIED or stamps.get(relative) == [*state[1:], expected]:

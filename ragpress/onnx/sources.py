@@ -3,11 +3,18 @@
 Every transformers ``from_pretrained`` of ragpress goes through :func:`pretrained`: remote code is
 always refused, and a hub id is only tried when the hub answers (checked once per process), so
 an offline machine fails in a second with the fix, not after minutes of retries.
+
+Weights built from package files (a dequantized GGUF, a base model with a shipped delta) are
+cached with a manifest, ``weights.json``: the sha256 of the package files they were built from
+and of every file written. It is checked before the weights are used (an export and its parity
+reference read them), and a cache that does not match is built again from the package, so a
+corrupted cache can never become the reference an export is checked against.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import shutil
@@ -16,10 +23,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from ragpress.onnx.cache import atomic_directory, model_dir
+from ragpress.onnx.cache import atomic_directory, model_dir, settled_is_file, sha256
 from ragpress.onnx.catalogue import ModelSpec
 
 log = logging.getLogger(__name__)
+WEIGHTS_MANIFEST = "weights.json"
+#: (path, size, mtime_ns) -> sha256, so one process hashes each file once.
+_DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -131,7 +141,8 @@ def load_tokenizer(spec: ModelSpec) -> Any:
 def _dequantized_folder(spec: ModelSpec) -> Path:
     """GGUF -> float32 safetensors folder, done once (dequantizing takes 20-60 s on 2 cores)."""
     target = model_dir(spec.name) / "hf"
-    if (target / "config.json").is_file():
+    sources = spec.packaged.paths()  # type: ignore[union-attr]
+    if weights_intact(target, sources):
         return target
     transformers = _transformers()
     gguf_path = _gguf_file(spec)
@@ -155,6 +166,7 @@ def _dequantized_folder(spec: ModelSpec) -> Path:
         plain.load_state_dict(model.state_dict())
         plain.save_pretrained(scratch, safe_serialization=True)
         tokenizer.save_pretrained(scratch)
+        _write_weights_manifest(scratch, sources)
     return target
 
 
@@ -168,12 +180,10 @@ def _patched_folder(spec: ModelSpec) -> Path:
 
     from safetensors import safe_open
 
-    from ragpress.onnx.cache import sha256
-
     base, delta = spec.packaged.paths()  # type: ignore[union-attr]
     target = model_dir(spec.name) / "hf"
-    stamp = sha256(delta)
-    if (target / "delta.sha256").is_file() and (target / "delta.sha256").read_text() == stamp:
+    sources = [base / "model.safetensors" if base.is_dir() else base, delta]
+    if weights_intact(target, sources):
         return target
     transformers = _transformers()
     with safe_open(str(delta), framework="pt") as handle:
@@ -190,8 +200,54 @@ def _patched_folder(spec: ModelSpec) -> Path:
     with atomic_directory(target) as scratch:
         model.save_pretrained(scratch, safe_serialization=True)
         pretrained(transformers.AutoTokenizer, base).save_pretrained(scratch)
-        (scratch / "delta.sha256").write_text(stamp)
+        _write_weights_manifest(scratch, sources)
     return target
+
+
+def weights_intact(target: Path, sources: list[Path]) -> bool:
+    """Whether ``target`` holds weights built from ``sources`` (package files), unchanged since.
+
+    False for a folder never finished or written by an older ragpress (no manifest); a warning
+    for one that does not match (rebuilt by the caller)."""
+    manifest_path = target / WEIGHTS_MANIFEST
+    if not settled_is_file(manifest_path):
+        return False
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        files, recorded = dict(manifest["sha256"]), dict(manifest["sources"])
+    except (OSError, ValueError, KeyError, TypeError):
+        log.warning("%s is unreadable: rebuilding %s from the package", manifest_path, target)
+        return False
+    if recorded != _source_digests(sources):
+        log.info("the package behind %s changed: rebuilding it", target)
+        return False
+    for relative, expected in files.items():
+        path = target / relative
+        if not path.is_file() or _digest(path) != expected:
+            log.warning("%s does not match %s (corrupted): rebuilding", path, manifest_path)
+            return False
+    return True
+
+
+def _write_weights_manifest(folder: Path, sources: list[Path]) -> None:
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    manifest = {
+        "sources": _source_digests(sources),
+        "sha256": {str(p.relative_to(folder)): _digest(p) for p in files},
+    }
+    (folder / WEIGHTS_MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+def _source_digests(sources: list[Path]) -> dict[str, str]:
+    return {path.name: _digest(path) for path in sources}
+
+
+def _digest(path: Path) -> str:
+    info = path.stat()
+    key = (str(path.resolve()), info.st_size, info.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = sha256(path)
+    return _DIGESTS[key]
 
 
 def _gguf_file(spec: ModelSpec) -> Path:
