@@ -37,6 +37,8 @@ BENCHMARKS = (
     "ib_filter",
     "token_classifier",
     "serve",
+    "startup",
+    "relevance",
 )
 
 

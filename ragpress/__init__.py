@@ -42,19 +42,29 @@ def compress(
     context: str | Sequence[str],
     query: str | None = None,
     *,
-    method: str = DEFAULT_METHOD,
+    method: str | Compressor | None = None,
     rate: float | None = None,
     target_tokens: int | None = None,
     **options: Any,
 ) -> CompressionResult:
     """One call: build the compressor ``method`` with ``options`` and compress ``context``.
 
+    ``method`` is a name, a compressor instance (then no ``options``), or None: the query-aware
+    default (``QUERY_METHOD``) when a query is given, else the lossless ``DEFAULT_METHOD``.
     The request is checked before the compressor is built, so a bad call fails at once, not
     after a model is loaded (or exported on first use)."""
+    if isinstance(method, Compressor):
+        if options:
+            raise TypeError(
+                f"options {sorted(options)} go to the constructor; pass them when building "
+                "the compressor instance, or pass the method by name"
+            )
+        return method.compress(context, query, rate=rate, target_tokens=target_tokens)
+    name = method or default_method(query)
     request = CompressionRequest.create(context, query, rate=rate, target_tokens=target_tokens)
-    if isinstance(method, str) and PIPELINE_SEPARATOR not in method and not request.is_empty:
-        cls = factory(method)
+    if PIPELINE_SEPARATOR not in name and not request.is_empty:
+        cls = factory(name)
         if cls.requires_query is True:  # the class's own rule and message, before it is built
             Compressor.check_query(cls, request)  # type: ignore[arg-type]
-    compressor = get_compressor(method, **options)
+    compressor = get_compressor(name, **options)
     return compressor.compress(context, query, rate=rate, target_tokens=target_tokens)

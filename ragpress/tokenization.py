@@ -142,10 +142,11 @@ def _named_tokenizer(name: str) -> TargetTokenizer:
     except ImportError as error:
         raise ImportError(
             f"loading the tokenizer {name!r} needs transformers: pip install 'ragpress[export]' "
-            f"(bundled tokenizers: {', '.join(_BUNDLED)})"
+            f"(bundled tokenizers: {', '.join(_BUNDLED)}; or give a path to a tokenizer.json)"
         ) from error
-    tokenizer = AutoTokenizer.from_pretrained(name)
-    return get_target_tokenizer(tokenizer)
+    from ragpress.onnx.sources import pretrained
+
+    return get_target_tokenizer(pretrained(AutoTokenizer, name))
 
 
 def _accepts_special_tokens_flag(tokenizer: Any) -> bool:

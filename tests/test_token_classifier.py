@@ -239,7 +239,7 @@ def test_tiny_random_checkpoints_load_and_run(kind, tmp_path, monkeypatch):
 def test_ad_hoc_hub_ids_can_be_encoders():
     assert get_spec("microsoft/llmlingua-2-xlm-roberta-large-meetingbank").kind == "causal-lm"
     spec = get_spec("microsoft/llmlingua-2-xlm-roberta-large-meetingbank", kind="encoder")
-    assert spec.kind == "encoder" and spec.roles == ("token-logits",)
+    assert spec.kind == "encoder" and spec.roles == ("token-logits", "hidden")
     with pytest.raises(ValueError, match="kind"):
         get_spec("org/model", kind="decoder")
 

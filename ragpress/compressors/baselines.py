@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 
 from ragpress.base import Compressor
+from ragpress.model_compressor import ModelCompressor
+from ragpress.onnx.models import TokenEmbedder
 from ragpress.registry import register
 from ragpress.selection import Units
 from ragpress.text import trimmed_sentence_spans, word_spans
-from ragpress.timing import timed_forward
 from ragpress.types import CompressionRequest, CompressionResult
 
 
@@ -62,37 +63,32 @@ class FirstWords(_WordBaseline):
 
 
 @register("embedding-similarity", aliases=("embeddings",))
-class EmbeddingSimilarity(Compressor):
+class EmbeddingSimilarity(ModelCompressor):
     """Keeps the sentences most similar to the query (MiniLM mean-pooled cosine), like
-    LangChain's EmbeddingsFilter; a query-aware baseline for the model compressors."""
+    LangChain's EmbeddingsFilter; a query-aware baseline for the model compressors. MiniLM runs
+    as an ONNX graph of its last hidden states (role ``hidden``), like every model method."""
 
     default_rate = 0.5
     requires_query = True
-    loads_model = True
+    runner_class = TokenEmbedder
+    default_model = "minilm-l6"
 
-    def __init__(self, *, model: str = "minilm-l6", target_tokenizer: Any = None) -> None:
-        super().__init__(target_tokenizer=target_tokenizer)
-        from transformers import AutoModel, AutoTokenizer
-
-        from ragpress.onnx.catalogue import get_spec
-        from ragpress.onnx.sources import weights_folder
-
-        folder = weights_folder(get_spec(model))
-        self._tokenizer = AutoTokenizer.from_pretrained(folder)
-        self._model = AutoModel.from_pretrained(folder, use_safetensors=True).eval()
-        self.model = model
+    def __init__(self, *, max_length: int = 256, **options: Any) -> None:
+        """``max_length``: tokens per sentence embedded (longer ones are cut);
+        ``options``: the model options of :class:`ModelCompressor`."""
+        super().__init__(**options)
+        self.max_length = max_length
+        tokenizer = self.runner.tokenizer
+        self._cls = [tokenizer.cls_token_id] if tokenizer.cls_token_id is not None else []
+        self._sep = [tokenizer.sep_token_id] if tokenizer.sep_token_id is not None else []
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        import torch
-
-        batch = self._tokenizer(
-            list(texts), padding=True, truncation=True, max_length=256, return_tensors="pt"
-        )
-        with torch.inference_mode(), timed_forward():
-            hidden = self._model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-        return torch.nn.functional.normalize(pooled, dim=-1).numpy()
+        """Mean-pooled, L2-normalised sentence vectors (sentence-transformers' recipe)."""
+        body = self.max_length - len(self._cls) - len(self._sep)
+        ids = self.runner.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        hidden = self.runner.hidden([[*self._cls, *row[:body], *self._sep] for row in ids])
+        pooled = np.stack([states.mean(axis=0) for states in hidden]).astype(np.float64)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
     def _compress(self, request: CompressionRequest) -> CompressionResult:
         assert request.query is not None  # requires_query: the base class checked it
@@ -106,4 +102,4 @@ class EmbeddingSimilarity(Compressor):
 
     @property
     def settings(self) -> dict[str, Any]:
-        return {**super().settings, "model": self.model}
+        return {**super().settings, "max_length": self.max_length}

@@ -7,9 +7,11 @@ This module holds what both share and imports no framework, so each adapter fail
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ragpress import defaults
 from ragpress.base import Compressor
 from ragpress.registry import get_compressor
 from ragpress.types import CompressionRequest, CompressionResult
@@ -19,6 +21,7 @@ METADATA_KEY = "ragpress"
 
 __all__ = [
     "METADATA_KEY",
+    "call_figures",
     "check_metadata",
     "check_query",
     "figures",
@@ -30,15 +33,22 @@ __all__ = [
 ]
 
 
-def resolve_compressor(compressor: str | Compressor, options: Mapping[str, Any]) -> Compressor:
-    """A compressor instance from a registry name (built with ``options``) or an instance."""
-    if isinstance(compressor, Compressor):
+def resolve_compressor(method: str | Compressor | None, options: Mapping[str, Any]) -> Compressor:
+    """A compressor from ``method``: a registry name (built with ``options``), an instance, or
+    None for the query-aware default (``ragpress.defaults.QUERY_METHOD``: adapters always
+    compress for a question)."""
+    if method is None:
+        method = defaults.QUERY_METHOD
+    if isinstance(method, Compressor):
         if options:
-            raise TypeError(f"options {sorted(options)} apply to a name, not a Compressor instance")
-        return compressor
-    if isinstance(compressor, str):
-        return get_compressor(compressor, **options)
-    raise TypeError(f"compressor must be a name or a Compressor, got {type(compressor).__name__}")
+            raise TypeError(
+                f"options {sorted(options)} apply to a method name, not a Compressor instance: "
+                "pass them when you build the instance"
+            )
+        return method
+    if isinstance(method, str):
+        return get_compressor(method, **options)
+    raise TypeError(f"method must be a name or a Compressor, got {type(method).__name__}")
 
 
 def needs_query(compressor: Compressor) -> bool:
@@ -89,14 +99,31 @@ FIGURE_KEYS = frozenset({"method", "original_tokens", "compressed_tokens", "kept
 def figures(
     compressor: Compressor, result: CompressionResult, index: int, source: str, output: str
 ) -> dict[str, Any]:
-    """The ``"ragpress"`` metadata of document ``index``: its own token counts and kept spans
-    (character offsets into its original text), and the ratio of the whole call."""
+    """The ``"ragpress"`` metadata of document ``index``: its own token counts, ratio and kept
+    spans (character offsets into its original text), and the ratio of the whole call."""
+    original = compressor.tokenizer.count(source)
+    compressed = compressor.tokenizer.count(output)
     return {
         "method": result.method,
-        "original_tokens": compressor.tokenizer.count(source),
-        "compressed_tokens": compressor.tokenizer.count(output),
+        "original_tokens": original,
+        "compressed_tokens": compressed,
         "kept_spans": [[span.start, span.end] for span in result.kept_spans if span.doc == index],
-        "ratio": result.ratio,
+        "ratio": original / compressed if compressed else math.inf,
+        "call_ratio": result.ratio,
+    }
+
+
+def call_figures(results: Sequence[CompressionResult], documents: int) -> dict[str, Any]:
+    """What one adapter call saved (the payload of its LangChain event / LlamaIndex event)."""
+    original = sum(result.original_tokens for result in results)
+    compressed = sum(result.compressed_tokens for result in results)
+    return {
+        "method": results[0].method if results else None,
+        "documents": documents,
+        "original_tokens": original,
+        "compressed_tokens": compressed,
+        "saved_tokens": original - compressed,
+        "seconds": sum(result.seconds for result in results),
     }
 
 

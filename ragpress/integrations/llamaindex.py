@@ -7,6 +7,12 @@ stays itself: a copy with the same id, score and metadata, the compressed text, 
 metadata key, ``"ragpress"`` (see :func:`ragpress.integrations.figures`). That key is
 excluded from the LLM and embedding views of the node, so it never reaches a prompt.
 Nodes compressed to nothing are dropped unless ``keep_empty=True``.
+
+``method`` is a name (built with the keyword options, e.g. ``target_tokenizer=Settings.tokenizer``
+to count budgets in the LLM's tokenizer), a ``Compressor``, or None for the query-aware default.
+``to_dict()`` holds the method name and its options, so ``from_dict`` rebuilds the same
+postprocessor. Each call emits a :class:`RagpressCompressionEvent` (tokens in and out, seconds)
+through LlamaIndex instrumentation.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any
 from ragpress.base import Compressor
 from ragpress.integrations import (
     METADATA_KEY,
+    call_figures,
     check_metadata,
     check_query,
     figures,
@@ -27,19 +34,39 @@ from ragpress.integrations import (
 )
 
 try:
-    from llama_index.core.bridge.pydantic import PrivateAttr
+    from llama_index.core.bridge.pydantic import Field, PrivateAttr
     from llama_index.core.callbacks import CallbackManager
+    from llama_index.core.instrumentation import get_dispatcher
+    from llama_index.core.instrumentation.events.base import BaseEvent
     from llama_index.core.postprocessor.types import BaseNodePostprocessor
     from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle
 except ImportError as error:  # the extra is optional: say which one to install
     raise ImportError(missing_extra("llama-index-core", "llamaindex")) from error
 
-__all__ = ["METADATA_KEY", "RagpressPostprocessor"]
+__all__ = ["METADATA_KEY", "RagpressCompressionEvent", "RagpressPostprocessor"]
+dispatcher = get_dispatcher(__name__)
+
+
+class RagpressCompressionEvent(BaseEvent):
+    """What one postprocessor call saved, in the target tokenizer's tokens."""
+
+    method: str
+    documents: int
+    original_tokens: int
+    compressed_tokens: int
+    saved_tokens: int
+    seconds: float
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "RagpressCompressionEvent"
 
 
 class RagpressPostprocessor(BaseNodePostprocessor):
     """Compress retrieved nodes for the query, all nodes of one call in one model batch."""
 
+    method: str = ""
+    method_options: dict[str, Any] = Field(default_factory=dict)
     rate: float | None = None
     target_tokens: int | None = None
     keep_empty: bool = False
@@ -49,23 +76,30 @@ class RagpressPostprocessor(BaseNodePostprocessor):
 
     def __init__(
         self,
-        compressor: str | Compressor,
+        method: str | Compressor | None = None,
         *,
         rate: float | None = None,
         target_tokens: int | None = None,
         keep_empty: bool = False,
         callback_manager: CallbackManager | None = None,
+        method_options: dict[str, Any] | None = None,
         **options: Any,
     ) -> None:
-        """``compressor``: a registry name (built with ``options``) or a ``Compressor``."""
+        """``method``: a name (built with ``options``), a ``Compressor``, or None for the
+        query-aware default. ``method_options`` is where ``to_dict`` keeps ``options``."""
         validate_budget(rate, target_tokens)
-        super().__init__(  # type: ignore[call-arg]  # pydantic fields declared on this class
+        options = {**(method_options or {}), **options}
+        compressor = resolve_compressor(method, options)
+        super().__init__(  # type: ignore[call-arg]  # pydantic fields of this class
+            method=compressor.name if isinstance(method, Compressor) else method or "",
+            method_options=options,
             rate=rate,
             target_tokens=target_tokens,
             keep_empty=keep_empty,
             callback_manager=callback_manager or CallbackManager(),
         )
-        self._compressor = resolve_compressor(compressor, options)
+        self.method = self.method or compressor.name
+        self._compressor = compressor
 
     @classmethod
     def class_name(cls) -> str:
@@ -90,6 +124,7 @@ class RagpressPostprocessor(BaseNodePostprocessor):
         result = self._compressor.compress(
             sources, query, rate=self.rate, target_tokens=self.target_tokens
         )
+        dispatcher.event(RagpressCompressionEvent(**call_figures([result], len(nodes))))
         outputs = result.document_texts(len(nodes))
         return [
             NodeWithScore(

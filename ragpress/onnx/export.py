@@ -3,9 +3,9 @@
 Roles export only what their compressor reads, so no vocabulary-sized tensor leaves the graph:
 ``nll`` returns per-token negative log-likelihood (B, S) with log-softmax and gather inside the
 graph; ``token-logits`` returns token-classification logits (B, S, C); ``attention`` returns
-the final position's attention to every position, per layer and head (B, L, H, S);
-``relevance`` returns a cross-encoder's relevance logit at position 0 and its keep logit at every
-other position (B, S).
+the final position's attention to every position, per layer and head (B, L, H, S); ``hidden``
+returns an encoder's last hidden states (B, S, D), for sentence embeddings; ``relevance`` returns
+a cross-encoder's relevance logit at position 0 and its keep logit at every other position (B, S).
 
 Attention is exported as one fused onnxruntime op per layer (``ragpress.onnx.fusion``), not as
 the exporter's MatMul + Softmax decomposition; the parity reference stays the unchanged PyTorch
@@ -81,13 +81,40 @@ def prepare(
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; variants: {', '.join(VARIANTS)}")
     target = graph_dir(spec.name, role, variant)
-    if settled_is_file(target / MANIFEST) and not force and not _stale(spec, target):
+    if _ready(spec, target) and not force:
         return target
-    if variant == "fp32":
-        _export_fp32(spec, role, target)
-    else:
-        _derive_variant(spec, role, variant, target)
+    from ragpress.onnx.progress import job
+
+    steps = _typical_seconds(
+        spec, fp32=variant == "fp32" or not _ready(spec, target, "fp32"), derive=variant != "fp32"
+    )
+    with job(f"preparing {spec.name} {role} {variant} (once)", steps):
+        if variant == "fp32":
+            _export_fp32(spec, role, target)
+        else:
+            _derive_variant(spec, role, variant, target)
     return target
+
+
+def _ready(spec: ModelSpec, target: Path, variant: str | None = None) -> bool:
+    if variant is not None:
+        target = target.with_name(target.name.rsplit("-", 1)[0] + f"-{variant}")
+    return settled_is_file(target / MANIFEST) and not _stale(spec, target)
+
+
+def _typical_seconds(spec: ModelSpec, *, fp32: bool, derive: bool) -> dict[str, float]:
+    """The steps to run (the fp32 export, a derived variant) with their usual length on 2 CPU
+    cores (SmolLM2-135M, MiniLM-L6): the progress bar's weights and ETA."""
+    large = spec.kind == "causal-lm"
+    steps: dict[str, float] = {}
+    if fp32:
+        steps["load weights"] = 40.0 if large else 4.0
+        steps["export"] = 90.0 if large else 15.0
+        steps["check parity"] = 10.0 if large else 2.0
+    if derive:
+        steps["quantize"] = 25.0 if large else 5.0
+        steps["check int8 parity"] = 10.0 if large else 2.0
+    return steps
 
 
 def _delta_sha256(spec: ModelSpec) -> str | None:
@@ -111,44 +138,53 @@ def _stale(spec: ModelSpec, target: Path) -> bool:
 
 
 def _export_fp32(spec: ModelSpec, role: Role, target: Path) -> None:
+    from ragpress.onnx.progress import step
+
+    with step("load weights"):
+        import torch
+
+        model = load_torch_model(spec, head=role != "hidden")
+        tokenizer = load_tokenizer(spec)
+        sample = _parity_inputs(tokenizer)
+        with torch.no_grad():  # the reference is the unchanged PyTorch model (SDPA attention)
+            reference = WRAPPERS[role](model).eval()(*sample.values()).numpy()
+    wrapper = WRAPPERS[role](model, fused=True).eval()
+    with atomic_directory(target) as scratch:
+        with step("export"):
+            started = time.perf_counter()
+            _torch_export(wrapper, sample, scratch / GRAPH, role, model)
+            if spec.kind == "encoder":
+                _fuse_encoder(scratch / GRAPH, model.config)
+            export_seconds = time.perf_counter() - started
+        np.save(scratch / "reference.npy", reference)
+        np.savez(scratch / "parity_inputs.npz", **{k: v.numpy() for k, v in sample.items()})
+        with step("check parity"):
+            parity = _check_parity(scratch / GRAPH, sample, reference, role)
+        tokenizer.save_pretrained(scratch / "tokenizer")
+        _write_manifest(scratch, spec, role, "fp32", parity, export_seconds)
+
+
+def _torch_export(wrapper: Any, sample: dict, graph: Path, role: Role, model: Any) -> None:
     import torch
 
     from ragpress.onnx import fusion
-    from ragpress.onnx.progress import step
 
-    with step(f"load {spec.name}"):
-        model = load_torch_model(spec)
-        tokenizer = load_tokenizer(spec)
-    sample = _parity_inputs(tokenizer)
-    with torch.no_grad():  # the reference is the unchanged PyTorch model (SDPA attention)
-        reference = WRAPPERS[role](model).eval()(*sample.values()).numpy()
-    wrapper = WRAPPERS[role](model, fused=True).eval()
-    with atomic_directory(target) as scratch, step(f"export {spec.name} {role} to ONNX"):
-        started = time.perf_counter()
-        torch.onnx.export(
-            wrapper,
-            (sample["input_ids"], sample["attention_mask"]),
-            str(scratch / GRAPH),
-            dynamo=True,
-            input_names=["input_ids", "attention_mask"],
-            output_names=[_OUTPUT[role]],
-            dynamic_shapes={
-                "input_ids": {0: "batch", 1: "sequence"},
-                "attention_mask": {0: "batch", 1: "sequence"},
-            },
-            opset_version=OPSET,
-            external_data=_too_big_for_one_file(model),
-            optimize=True,
-            custom_translation_table=fusion.translation_table(),
-        )
-        if spec.kind == "encoder":
-            _fuse_encoder(scratch / GRAPH, model.config)
-        export_seconds = time.perf_counter() - started
-        np.save(scratch / "reference.npy", reference)
-        np.savez(scratch / "parity_inputs.npz", **{k: v.numpy() for k, v in sample.items()})
-        parity = _check_parity(scratch / GRAPH, sample, reference, role)
-        tokenizer.save_pretrained(scratch / "tokenizer")
-        _write_manifest(scratch, spec, role, "fp32", parity, export_seconds)
+    torch.onnx.export(
+        wrapper,
+        (sample["input_ids"], sample["attention_mask"]),
+        str(graph),
+        dynamo=True,
+        input_names=["input_ids", "attention_mask"],
+        output_names=[_OUTPUT[role]],
+        dynamic_shapes={
+            "input_ids": {0: "batch", 1: "sequence"},
+            "attention_mask": {0: "batch", 1: "sequence"},
+        },
+        opset_version=OPSET,
+        external_data=_too_big_for_one_file(model),
+        optimize=True,
+        custom_translation_table=fusion.translation_table(),
+    )
 
 
 def _fuse_encoder(graph: Path, config: Any) -> None:
@@ -176,16 +212,20 @@ def _derive_variant(spec: ModelSpec, role: Role, variant: Variant, target: Path)
     source = Path(prepare(spec, role, "fp32"))
     sample = dict(np.load(source / "parity_inputs.npz"))
     reference = np.load(source / "reference.npy")
-    with atomic_directory(target) as scratch, step(f"{variant} variant of {spec.name} {role}"):
+    with atomic_directory(target) as scratch:
         started = time.perf_counter()
-        if variant == "int8":
-            quantize_int8(source / GRAPH, scratch / GRAPH)
-        else:
-            convert_fp16(source / GRAPH, scratch / GRAPH)
+        with step("quantize"):
+            if variant == "int8":
+                quantize_int8(source / GRAPH, scratch / GRAPH)
+            else:
+                convert_fp16(source / GRAPH, scratch / GRAPH)
         seconds = time.perf_counter() - started
-        parity = (
-            _check_parity(scratch / GRAPH, sample, reference, role) if variant == "int8" else None
-        )
+        with step("check int8 parity"):
+            parity = (
+                _check_parity(scratch / GRAPH, sample, reference, role)
+                if variant == "int8"
+                else None
+            )
         np.save(scratch / "reference.npy", reference)
         np.savez(scratch / "parity_inputs.npz", **sample)
         import shutil
@@ -216,6 +256,11 @@ def _check_parity(graph: Path, sample: dict, reference: np.ndarray, role: Role) 
         return Parity(
             max_abs_diff=float(np.abs(ours - theirs).max()),
             keep_agreement=float(((ours > 0) == (theirs > 0)).mean()),
+            tokens=int(mask.sum()),
+        )
+    if role == "hidden":
+        return Parity(
+            max_abs_diff=float(np.abs(output[mask] - reference[mask]).max()),
             tokens=int(mask.sum()),
         )
     ours, theirs = output[mask], reference[mask]
@@ -296,5 +341,6 @@ _OUTPUT = {
     "nll": "nll",
     "token-logits": "logits",
     "attention": "attention",
+    "hidden": "hidden",
     "relevance": "relevance",
 }

@@ -2,10 +2,13 @@
 
 ``TokenScorer`` gives per-token negative log-likelihoods from a causal LM (role ``nll``);
 ``TokenTagger`` gives token-classification logits from an encoder (role ``token-logits``);
-``AttentionRows`` the last position's attention; ``RelevanceScorer`` a cross-encoder's relevance
-and keep logits (role ``relevance``). All take lists of token id sequences and return
-one array per sequence from one ``run()``, which reports its seconds to the forward clocks of
-:mod:`ragpress.timing` (``result.timings["forward"]``).
+``TokenEmbedder`` an encoder's last hidden states (role ``hidden``); ``AttentionRows`` the last
+position's attention; ``RelevanceScorer`` a cross-encoder's relevance and keep logits (role
+``relevance``). All take lists of token id sequences and return one array per sequence
+from one ``run()``, which reports its seconds to the forward clocks of :mod:`ragpress.timing`
+(``result.timings["forward"]``). Their tokenizers are ``ragpress.onnx.tokenizer.ModelTokenizer``,
+read from the export folder with ``tokenizers`` alone: the ONNX path never imports torch or
+transformers.
 
 Defaults, one rule for every runner (``ragpress.model_compressor`` documents the figures):
 ``batch_size=None`` is :data:`CPU_BATCH` on CPU and :data:`CUDA_BATCH` on CUDA.
@@ -15,13 +18,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from ragpress.onnx.catalogue import Kind, ModelSpec, Role, get_spec
 from ragpress.onnx.runtime import Device, _trim, active_device, create_session, run_batches
+from ragpress.onnx.tokenizer import ModelTokenizer
 from ragpress.timing import timed_forward
 
 Backend = Literal["onnx", "torch"]
@@ -63,14 +66,18 @@ class _RoleModel:
             folder = prepare(self.spec, self.role, variant)  # type: ignore[arg-type]
             self._session = create_session(folder / GRAPH, device=device, threads=threads)
             self.device = active_device(self._session)
-            self.tokenizer = _load_tokenizer(folder / "tokenizer")
+            self.tokenizer = ModelTokenizer.from_folder(folder / "tokenizer")
         else:
+            from ragpress.onnx.progress import job, step
             from ragpress.onnx.sources import load_tokenizer, load_torch_model
             from ragpress.onnx.wrappers import WRAPPERS
 
-            self._torch = WRAPPERS[self.role](load_torch_model(self.spec)).eval()
+            steps = {"load weights": 10.0}
+            with job(f"loading {self.spec.name} on torch", steps), step("load weights"):
+                model = load_torch_model(self.spec, head=self.role != "hidden")
+                self._torch = WRAPPERS[self.role](model).eval()
+                self.tokenizer = ModelTokenizer.from_transformers(load_tokenizer(self.spec))
             self.device = "cpu"
-            self.tokenizer = load_tokenizer(self.spec)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         if batch_size is None:
             batch_size = CPU_BATCH if self.device == "cpu" else CUDA_BATCH
@@ -137,6 +144,17 @@ class TokenTagger(_RoleModel):
         return self.run(sequences)
 
 
+class TokenEmbedder(_RoleModel):
+    """An encoder's last hidden states (S, D) per sequence, for sentence embeddings."""
+
+    role: Role = "hidden"
+    kind: Kind | None = "encoder"
+    default_model: str = "minilm-l6"
+
+    def hidden(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        return self.run(sequences)
+
+
 class AttentionRows(_RoleModel):
     """The final position's attention to every position, per layer and head: (L, H, S).
 
@@ -168,9 +186,3 @@ class RelevanceScorer(_RoleModel):
 
     def logits(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
         return self.run(sequences)
-
-
-def _load_tokenizer(folder: Path) -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(folder))

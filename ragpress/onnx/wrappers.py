@@ -125,6 +125,25 @@ def logits_wrapper(model: Any, fused: bool = False) -> Any:
     return TokenLogits()
 
 
+def hidden_wrapper(model: Any, fused: bool = False) -> Any:
+    """An encoder's last hidden states (B, S, D), for sentence embeddings."""
+    import torch
+
+    if fused:
+        use_fused_attention(model)
+
+    class HiddenStates(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            output = self.model(input_ids=input_ids, attention_mask=attention_mask)
+            return output.last_hidden_state
+
+    return HiddenStates()
+
+
 def relevance_wrapper(model: Any, fused: bool = False) -> Any:
     """A 2-channel token classifier read as a Provence-style cross-encoder: channel 1 at
     ``[CLS]`` is the passage's relevance logit, channel 0 elsewhere each token's keep logit.
@@ -149,5 +168,6 @@ WRAPPERS = {
     "nll": nll_wrapper,
     "token-logits": logits_wrapper,
     "attention": attention_wrapper,
+    "hidden": hidden_wrapper,
     "relevance": relevance_wrapper,
 }

@@ -249,7 +249,7 @@ def train(
     import torch
 
     from ragpress.onnx.catalogue import get_spec
-    from ragpress.onnx.sources import load_tokenizer, weights_folder
+    from ragpress.onnx.sources import load_tokenizer, pretrained, weights_folder
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -268,7 +268,8 @@ def train(
     labelled = time.perf_counter()
     from transformers import AutoModelForTokenClassification
 
-    model = AutoModelForTokenClassification.from_pretrained(
+    model = pretrained(
+        AutoModelForTokenClassification,
         weights_folder(base),
         num_labels=2,
         id2label=LABELS,
