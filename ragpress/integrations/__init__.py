@@ -93,7 +93,9 @@ def check_metadata(metadata: Any, index: int) -> None:
 
 
 #: The keys :func:`figures` writes.
-FIGURE_KEYS = frozenset({"method", "original_tokens", "compressed_tokens", "kept_spans", "ratio"})
+FIGURE_KEYS = frozenset(
+    {"method", "original_tokens", "compressed_tokens", "kept_spans", "ratio", "call_ratio"}
+)
 
 
 def figures(

@@ -270,7 +270,7 @@ def train(
     import torch
 
     from ragpress.onnx.catalogue import get_spec
-    from ragpress.onnx.sources import load_tokenizer, weights_folder
+    from ragpress.onnx.sources import load_tokenizer, pretrained, weights_folder
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -285,13 +285,13 @@ def train(
     tqdm.write(json.dumps({"train": train_stats, "dev": dev_stats}))
     from transformers import AutoModelForTokenClassification
 
-    model = AutoModelForTokenClassification.from_pretrained(
+    model = pretrained(
+        AutoModelForTokenClassification,
         weights_folder(base),
         num_labels=2,
         id2label=LABELS,
         label2id=_label_ids(),
         use_safetensors=True,
-        trust_remote_code=False,
     )
     names = _trainable(model, train_layers)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
