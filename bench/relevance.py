@@ -141,6 +141,7 @@ def speed_rows(items: list[QAItem], repeats: int = 1) -> list[dict[str, Any]]:
     return [
         {
             "method": name,
+            "backend": "{backend} {variant}".format(**compressors[name].settings),
             "items": len(items),
             "ms_per_item": round(total / len(items), 1),
             "ms_per_1k_tokens": round(1000 * total / max(tokens, 1), 1),
@@ -184,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     extra: dict[str, Any] = {}
     if args.speed_items and "other-article" in items:
         speed_items = load_setting(args.split, "other-article", args.speed_items)
-        extra["speed (4x, in turns, ONNX fp32 both)"] = speed_rows(speed_items)
+        extra["speed (4x, in turns, same items)"] = speed_rows(speed_items)
     if args.reader_items:
         reader_items = load_setting(args.split, "other-article", args.reader_items)
         extra["reader (Qwen2.5-0.5B, 4x contexts, other-article)"] = reader_rows(
