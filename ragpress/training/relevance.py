@@ -47,6 +47,7 @@ from ragpress.training.qa import (
     split_of,
     task_examples,
 )
+from ragpress.training.token_classifier import _batches, _trainable, export_graphs
 
 BASE = "minilm-l6"
 DELTA = "minilm-l6-relevance.safetensors"
@@ -163,14 +164,6 @@ def build_examples(
     return examples, stats
 
 
-def _batches(examples: Sequence[Example], size: int, rng: random.Random) -> list[list[Example]]:
-    """Length-sorted batches (little padding) in shuffled order."""
-    order = sorted(examples, key=lambda e: len(e.ids))
-    batches = [list(order[i : i + size]) for i in range(0, len(order), size)]
-    rng.shuffle(batches)
-    return batches
-
-
 def _tensors(batch: Sequence[Example], pad_id: int) -> tuple[Any, Any, Any, Any]:
     import torch
 
@@ -218,21 +211,6 @@ def evaluate(model: Any, examples: Sequence[Example], pad_id: int) -> dict[str, 
         "token_auc": round(roc_auc(np.concatenate(token_y), np.concatenate(token_p)), 4),
         "passage_auc": round(roc_auc(np.concatenate(window_y), np.concatenate(window_p)), 4),
     }
-
-
-def _trainable(model: Any, train_layers: int) -> list[str]:
-    """The top ``train_layers`` encoder layers and the head; the embeddings and lower layers
-    stay frozen (no gradient flows through them, so a step costs less and the shipped delta
-    holds only what changed)."""
-    layers = model.base_model.encoder.layer
-    first = len(layers) - train_layers
-    names = []
-    for name, parameter in model.named_parameters():
-        top = any(f"encoder.layer.{i}." in name for i in range(first, len(layers)))
-        parameter.requires_grad = top or name.startswith("classifier.")
-        if parameter.requires_grad:
-            names.append(name)
-    return names
 
 
 def training_pairs(seed: int, conflicts: int, limit: int | None = None) -> list[Pair]:
@@ -356,21 +334,10 @@ def train(
     save_delta(model, names, output, stats, labels=LABELS)
     stats["output"], stats["output_bytes"] = str(output), output.stat().st_size
     if export:
-        stats["export"] = export_graphs()
+        stats["export"] = export_graphs("minilm-l6-relevance", "relevance")
     stats["minutes"]["total"] = round((time.perf_counter() - started) / 60, 1)
     return stats
 
 
 def _label_ids() -> dict[str, int]:
     return {label: index for index, label in LABELS.items()}
-
-
-def export_graphs() -> dict[str, Any]:
-    """Export ``minilm-l6-relevance`` again (fp32 and int8) and return the parity figures."""
-    from ragpress.onnx.export import MANIFEST, prepare
-
-    parity = {}
-    for variant in ("fp32", "int8"):
-        folder = prepare("minilm-l6-relevance", "relevance", variant, force=True)
-        parity[variant] = json.loads((folder / MANIFEST).read_text())["parity"]
-    return parity

@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -171,8 +171,15 @@ def build_examples(
     return examples, stats
 
 
-def _batches(examples: Sequence[Example], size: int, rng: random.Random) -> list[list[Example]]:
-    """Length-sorted batches (little padding) in shuffled order."""
+E = TypeVar("E", bound="HasIds")
+
+
+class HasIds(Protocol):
+    ids: list[int]
+
+
+def _batches(examples: Sequence[E], size: int, rng: random.Random) -> list[list[E]]:
+    """Length-sorted batches (little padding) in shuffled order (any examples with ``ids``)."""
     order = sorted(examples, key=lambda e: len(e.ids))
     batches = [order[i : i + size] for i in range(0, len(order), size)]
     rng.shuffle(batches)
@@ -355,12 +362,12 @@ def _label_ids() -> dict[str, int]:
     return {label: index for index, label in LABELS.items()}
 
 
-def export_graphs() -> dict[str, Any]:
-    """Export ``minilm-l6-keep`` again (fp32 and int8) and return the parity figures."""
+def export_graphs(model: str = "minilm-l6-keep", role: str = "token-logits") -> dict[str, Any]:
+    """Export a shipped classifier again (fp32 and int8) and return the parity figures."""
     from ragpress.onnx.export import MANIFEST, prepare
 
     parity = {}
     for variant in ("fp32", "int8"):
-        folder = prepare("minilm-l6-keep", "token-logits", variant, force=True)
+        folder = prepare(model, role, variant, force=True)  # type: ignore[arg-type]
         parity[variant] = json.loads((folder / MANIFEST).read_text())["parity"]
     return parity
