@@ -1,20 +1,26 @@
-"""Information-bottleneck noise filter: noise dropped, answers kept, the ratio it chose, and
-whether it returns nothing on noise-only retrieval; baselines at the same per-item ratio.
+"""Information-bottleneck noise filter on the harder settings: the ratio it chooses, whether it
+keeps the answer at that size, baselines at the same per-item token counts, and how often it
+returns nothing, rightly (noise-only, unanswerable) and wrongly (answerable).
 
-Run: ``python -m bench.ib_filter [--items 40] [--split test] [--beta B]``. Items: a question with
-its gold passage among 4 distractors (shuffled), and the same question over the distractors only
-(noise-only). Reported figures use "test"; ``beta`` was picked with ``--split dev``. The other
-methods get ``target_tokens`` = the IB filter's output tokens on that item, so all keep the same
-amount; ``random`` drops words, the others sentences or words by score.
+Run: ``python -m bench.ib_filter [--items 30] [--split test]``. Settings
+(``ragpress.training.qa.SETTINGS``, split by passage): (a) ``other-article``, (b)
+``same-article``, (c) ``gold-only``, (d) ``unanswerable``, and ``noise-only`` (the other-article
+passages alone: retrieval that missed). Its rule was calibrated on dev (``ragpress train
+ib-filter``); reported figures use "test". The baselines get ``target_tokens`` = the IB filter's
+output tokens on that item (an item it empties counts as empty for them too), so all keep the
+same amount. ``ib-filter (before)`` is the rule shipped before the calibration (beta 10 on
+summed gain and self-information, every positive sentence kept), on the same forwards.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import shlex
 import statistics
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import ragpress
@@ -33,33 +39,22 @@ from bench.reporting import (
     times,
 )
 from ragpress.base import Compressor
-from ragpress.compressors.ib_filter import BETA
 from ragpress.text import trimmed_sentence_spans
-from ragpress.training.qa import QAItem, answer_survives, load_items, noise_only
+from ragpress.training.ib_filter import ANSWERABLE, documents_of, settings_items
+from ragpress.training.qa import QAItem, answer_survives
 from ragpress.types import CompressionResult
 
-BASELINES = ("entropy", "random", "attention-probe")
+BASELINES = ("embedding-similarity", "entropy", "random")
+#: The rule before the dev calibration (issue 21), run on the same forwards for comparison.
+BEFORE = {"beta": 10.0, "gain": "sum", "cost": "sum", "share": 0.0}
+BEFORE_LABEL = "ib-filter (before)"
+SETTINGS = (*ANSWERABLE, "unanswerable", "noise-only")
 
 #: The results this benchmark writes (bench/results/NAME.json) and the command that writes
 #: each, as the Makefile runs it (bench.report names it when a result is missing).
 COMMANDS = {
-    "ib_filter": "python -m bench.ib_filter --items 40",
+    "ib_filter": "python -m bench.ib_filter --items 30",
 }
-
-
-def baselines() -> dict[str, Compressor]:
-    """The comparison methods that load; the attention probe only once it is trained."""
-    found = {}
-    for name in BASELINES:
-        try:
-            compressor = ragpress.get_compressor(name)
-            if name == "attention-probe":
-                compressor.probe  # type: ignore[attr-defined]  # noqa: B018 -- raises when no trained probe ships yet
-        except (FileNotFoundError, ImportError) as error:
-            print(f"skipping {name}: {error}", flush=True)
-            continue
-        found[name] = compressor
-    return found
 
 
 def distractors_dropped(documents: list[str], gold: str | None, result: CompressionResult) -> int:
@@ -79,116 +74,204 @@ def distractor_count(documents: list[str], gold: str | None) -> int:
 
 
 def evaluate(
-    method: str, items: list[QAItem], results: list[CompressionResult], noise: bool
+    method: str,
+    setting: str,
+    items: list[QAItem],
+    results: Sequence[CompressionResult | None],
+    timed: bool = True,
 ) -> dict[str, Any]:
-    """One table row: drop share, answer survival, chosen ratio, empty share, latency."""
-    dropped = total = 0
+    """One table row (``None`` results: an item the method was given 0 tokens for)."""
+    dropped = total = original = kept = 0
+    survived, empty, ratios, seconds = [], [], [], []
     for item, result in zip(items, results, strict=True):
-        documents = noise_only(item) if noise else item.documents()
-        gold = None if noise else item.gold
-        dropped += distractors_dropped(documents, gold, result)
-        total += distractor_count(documents, gold)
-    original = sum(r.original_tokens for r in results)
-    kept = sum(r.compressed_tokens for r in results)
-    survived = [answer_survives(i, r.text) for i, r in zip(items, results, strict=True)]
+        documents = documents_of(setting, item)
+        total += distractor_count(documents, item.gold)
+        if result is None:
+            survived.append(False)
+            empty.append(True)
+            dropped += distractor_count(documents, item.gold)
+            continue
+        dropped += distractors_dropped(documents, item.gold, result)
+        original, kept = original + result.original_tokens, kept + result.compressed_tokens
+        survived.append(bool(item.answers) and answer_survives(item, result.text))
+        empty.append(result.is_empty)
+        ratios.append(result.ratio)
+        seconds.append(result.seconds)
     return {
-        "input": "noise-only" if noise else "gold + 4 distractors",
+        "setting": setting,
         "method": method,
-        "distractor_sentences_dropped_%": round(100 * dropped / max(1, total), 1),
-        "answer_survives_%": None if noise else round(100 * statistics.fmean(survived), 1),
+        "items": len(items),
+        "answer_survives_%": round(100 * statistics.fmean(survived), 1)
+        if setting in ANSWERABLE
+        else None,
         "ratio": round(original / kept, 2) if kept else math.inf,
-        "median_item_ratio": round(statistics.median(r.ratio for r in results), 2),
-        "returns_nothing_%": round(100 * statistics.fmean(r.is_empty for r in results), 1),
-        "ms_per_item": round(1000 * statistics.fmean(r.seconds for r in results), 1),
+        "median_item_ratio": round(statistics.median(ratios), 2) if ratios else math.inf,
+        "returns_nothing_%": round(100 * statistics.fmean(empty), 1),
+        "distractor_sentences_dropped_%": round(100 * dropped / total, 1) if total else None,
+        "ms_per_item": round(1000 * statistics.fmean(seconds), 1) if timed and seconds else None,
     }
 
 
-def run(items: list[QAItem], beta: float, noise: bool) -> list[dict[str, Any]]:
-    """The IB filter, then every baseline at the IB filter's per-item output size."""
-    ib = ragpress.get_compressor("ib-filter", beta=beta)
-    contexts = [noise_only(item) if noise else item.documents() for item in items]
-    ib_results = [ib.compress(c, i.question) for c, i in zip(contexts, items, strict=True)]
-    rows = [evaluate("ib-filter", items, ib_results, noise)]
-    print(rows[-1], flush=True)
-    for name, compressor in (baselines() if not noise else {}).items():
+def baselines(names: Sequence[str]) -> dict[str, Compressor]:
+    """The comparison methods that load."""
+    found = {}
+    for name in names:
         try:
-            results = [
-                compressor.compress(c, i.question, target_tokens=r.compressed_tokens)
-                for c, i, r in zip(contexts, items, ib_results, strict=True)
-            ]
-        except Exception as error:  # other methods are edited concurrently: report, go on
-            print(f"{name} failed: {error!r}", flush=True)
-            continue
-        rows.append(evaluate(name, items, results, noise))
-        print(rows[-1], flush=True)
+            found[name] = ragpress.get_compressor(name)
+        except (FileNotFoundError, ImportError) as error:
+            print(f"skipping {name}: {error}", flush=True)
+    return found
+
+
+def share_forwards(ib: Any, **rule: Any) -> Any:
+    """A copy of ``ib`` with another rule, reading ``ib``'s forwards from a memo (the scores do
+    not depend on the rule), so a comparison costs no second pass."""
+    memo: dict[tuple, Any] = {}
+    run = ib.runner.run
+
+    def cached(sequences: Any) -> Any:
+        key = tuple(tuple(sequence) for sequence in sequences)
+        if key not in memo:
+            memo[key] = run(sequences)
+        return memo[key]
+
+    ib.runner.run = cached
+    other = copy.copy(ib)
+    for name, value in rule.items():
+        setattr(other, name, value)
+    return other
+
+
+def run_setting(
+    setting: str, items: list[QAItem], ib: Any, before: Any, others: dict[str, Compressor]
+) -> list[dict[str, Any]]:
+    """The IB filter at its own size, its earlier rule, then each baseline at its size."""
+    contexts = [documents_of(setting, item) for item in items]
+    ours = [ib.compress(c, i.question) for c, i in zip(contexts, items, strict=True)]
+    rows = [evaluate("ib-filter", setting, items, ours)]
+    earlier = [before.compress(c, i.question) for c, i in zip(contexts, items, strict=True)]
+    rows.append(evaluate(BEFORE_LABEL, setting, items, earlier, timed=False))
+    for name, compressor in (others if setting in ANSWERABLE else {}).items():
+        results = [
+            compressor.compress(c, i.question, target_tokens=r.compressed_tokens)
+            if r.compressed_tokens
+            else None
+            for c, i, r in zip(contexts, items, ours, strict=True)
+        ]
+        rows.append(evaluate(name, setting, items, results))
+    for row in rows:
+        print(row, flush=True)
     return rows
 
 
-def main() -> None:
+def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's targets for each rule: abstentions on noise-only (right) and on answerable
+    items (wrong, pooled over (a)-(c))."""
+    found = {}
+    for method in ("ib-filter", BEFORE_LABEL):
+        mine = {r["setting"]: r for r in rows if r["method"] == method}
+        answerable = [mine[s] for s in ANSWERABLE if s in mine]
+        found[method] = {
+            "noise_only_returns_nothing_%": mine.get("noise-only", {}).get("returns_nothing_%"),
+            "unanswerable_returns_nothing_%": mine.get("unanswerable", {}).get("returns_nothing_%"),
+            "answerable_returns_nothing_%": round(
+                sum(r["returns_nothing_%"] * r["items"] for r in answerable)
+                / max(1, sum(r["items"] for r in answerable)),
+                1,
+            ),
+        }
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=40)
+    parser.add_argument("--items", type=int, default=30, help="items per setting")
     parser.add_argument("--split", choices=("dev", "test"), default="test")
-    parser.add_argument("--beta", type=float, default=BETA)
-    args = parser.parse_args()
-    items = load_items(args.split, n=args.items, distractors=4)
-    ragpress.get_compressor("ib-filter").compress(items[0].documents(), items[0].question)  # warm
-    rows = run(items, args.beta, noise=False) + run(items, args.beta, noise=True)
-    command = "python -m bench.ib_filter " + shlex.join(sys.argv[1:])
-    notes = [
-        f"split={args.split}, items={len(items)}, beta={args.beta}; baselines keep the IB "
-        "filter's per-item token count (target_tokens); ratio = sum original / sum kept "
-        "(SmolLM2 tokens).",
-        "Baselines are not run on noise-only inputs: at the IB filter's size (mostly 0 tokens) "
-        "they would return nothing by construction, and on their own they never abstain.",
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS)
+    parser.add_argument("--baselines", nargs="*", default=list(BASELINES))
+    parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads")
+    parser.add_argument("--name", default="ib_filter")
+    args = parser.parse_args(argv)
+    by_setting = settings_items(args.split, args.items)
+    options = {"threads": args.threads} if args.threads else {}
+    ib = ragpress.get_compressor("ib-filter", **options)
+    before = share_forwards(ib, **BEFORE)
+    others = baselines(args.baselines)
+    rows = [
+        row
+        for setting in args.settings
+        for row in run_setting(setting, by_setting[setting], ib, before, others)
     ]
-    write_results("ib_filter", rows, command, {"notes": notes, "split": args.split})
+    command = "python -m bench.ib_filter " + shlex.join(sys.argv[1:] if argv is None else argv)
+    notes = [
+        f"split={args.split}, items={args.items} per setting; ib-filter settings: "
+        + ", ".join(f"{k}={ib.settings[k]}" for k in ("beta", "gain", "cost", "share"))
+        + "; baselines keep the IB filter's per-item token count (target_tokens); ratio = sum "
+        "original / sum kept (SmolLM2 tokens).",
+        "Baselines run on the answerable settings only: elsewhere there is no answer to keep, "
+        "and on their own they never abstain.",
+    ]
+    extra = {"notes": notes, "split": args.split, "items": args.items, **summary(rows)}
+    for path in write_results(args.name, rows, command.strip(), extra):
+        print(path)
     print(markdown_table(rows))
 
 
 # -- its section of bench/RESULTS.md ---------------------------------------------------------
 
 
-def gold_points(results: Results) -> dict[str, Point]:
-    """ib_filter's rows on inputs that hold the answer, by family."""
+def gold_points(results: Results, setting: str = "other-article") -> dict[str, Point]:
+    """ib_filter's rows on one answerable setting, by family (the calibrated rule only)."""
     if "ib_filter" not in results:
         return {}
-    return {family(p.method): p for p in quality_points(results["ib_filter"])}
+    result = results["ib_filter"]
+    rows = [
+        r for r in result["rows"] if r.get("setting") == setting and r["method"] != BEFORE_LABEL
+    ]
+    return {family(p.method): p for p in quality_points({**result, "rows": rows})}
 
 
 def ib_filter_paragraph(results: Results) -> str:
     result = results.get("ib_filter")
-    gold = gold_points(results)
-    if result is None or "ib-filter" not in gold:
+    if result is None or "ib-filter" not in gold_points(results):
         return "**ib-filter**: " + missing_note("ib_filter", COMMANDS)
+    parts = [f"**ib-filter** picks its own size; on {scope(result)} per setting:"]
+    parts += [_ib_setting(results, s) for s in ANSWERABLE if gold_points(results, s)]
+    parts.append(_ib_abstains(result))
+    return " ".join(parts)
+
+
+def _ib_setting(results: Results, setting: str) -> str:
+    gold = gold_points(results, setting)
     ours = gold.pop("ib-filter")
-    rows = {(r.get("input"), r.get("method")): r for r in result["rows"]}
-    ours_row = next(r for (i, m), r in rows.items() if m == ours.method and i != "noise-only")
-    text = (
-        f"**ib-filter** picks its own size: on {scope(result)} (gold + distractors) it compresses "
-        f"{times(ours.ratio)} overall, drops {pct(ours_row['distractor_sentences_dropped_%'])} of "
-        f"distractor sentences and keeps the answer in {pct(ours.survives)} of items"
-    )
+    text = f"{setting}: {times(ours.ratio)}, answer kept in {pct(ours.survives)}"
     if gold:
         rivals = sorted(gold.values(), key=survival, reverse=True)
-        listed = ", ".join(f"{p.method} {pct(p.survives)} ({times(p.ratio)})" for p in rivals)
-        text += f"; given its per-item token counts: {listed}, so it is "
-        text += standing([ours], [rivals[0]], rivals[0].method)
-    text += "." + _ib_noise(rows, ours.method, ours_row)
-    return text
+        listed = ", ".join(f"{p.method} {pct(p.survives)}" for p in rivals)
+        lead = standing([ours], [rivals[0]], rivals[0].method)
+        text += f" (at its per-item token counts {listed}: {lead})"
+    return text + ";"
 
 
-def _ib_noise(rows: dict[tuple[Any, Any], dict[str, Any]], method: str, gold: dict) -> str:
-    noise = rows.get(("noise-only", method))
-    if noise is None:
+def _ib_abstains(result: dict[str, Any]) -> str:
+    extra = result.get("extra", {})
+    ours, before = extra.get("ib-filter"), extra.get(BEFORE_LABEL)
+    if not ours:
         return ""
     text = (
-        f" It wins on noise-only retrieval: it returns nothing for "
-        f"{pct(noise['returns_nothing_%'])} of items, where the other compressors cannot abstain."
+        f"it returns nothing for {pct(ours['noise_only_returns_nothing_%'])} of noise-only "
+        f"retrievals (the other compressors cannot abstain) and "
+        f"{pct(ours['unanswerable_returns_nothing_%'])} of unanswerable questions, and wrongly "
+        f"for {pct(ours['answerable_returns_nothing_%'])} of answerable items."
     )
-    if gold.get("returns_nothing_%"):
+    rows = {r["setting"]: r for r in result["rows"] if r["method"] == BEFORE_LABEL}
+    if before and "other-article" in rows:
+        old = rows["other-article"]
         text += (
-            f" It loses when it abstains wrongly: it returns nothing for "
-            f"{pct(gold['returns_nothing_%'])} of the items that hold the answer."
+            f" The rule before its dev calibration compressed other-article items "
+            f"{times(old['ratio'])}, kept the answer in {pct(old['answer_survives_%'])}, and "
+            f"returned nothing for {pct(before['noise_only_returns_nothing_%'])} of noise-only "
+            f"and {pct(before['answerable_returns_nothing_%'])} of answerable items."
         )
     return text
 

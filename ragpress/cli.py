@@ -412,6 +412,30 @@ def train_relevance(
     typer.echo(json.dumps(stats, indent=2))
 
 
+@train_app.command("ib-filter")
+def train_ib_filter(
+    items: Annotated[
+        int, typer.Option(help="Dev items per setting (measured once, cached).")
+    ] = 150,
+    threads: Annotated[int, typer.Option(help="onnxruntime threads while measuring.")] = 1,
+    min_survives: Annotated[
+        float, typer.Option(help="Least answer survival per answerable setting.")
+    ] = 0.9,
+    out: Annotated[str | None, typer.Option("--out", "--output", help=OUT_HELP)] = None,
+) -> None:
+    """Calibrate the IB filter's beta and self-sizing rule on dev QA settings (a)-(d); prints
+    the values ragpress/compressors/ib_filter.py ships, with their dev figures."""
+    from ragpress.training.ib_filter import train
+
+    stats = train(
+        items=items,
+        threads=threads,
+        min_survives=min_survives,
+        output=Path(out) if out else None,
+    )
+    typer.echo(json.dumps(stats, indent=2))
+
+
 @app.command()
 def serve(
     methods: Annotated[

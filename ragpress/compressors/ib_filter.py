@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -59,8 +59,19 @@ from ragpress.types import CompressionRequest, CompressionResult
 #: What the no-context baseline reads before the question (a short fixed instruction).
 INSTRUCTION = "Answer the question."
 QUESTION_MARK = "\nQuestion:"
+Gain = Literal["sum", "mean"]
+Cost = Literal["sum", "mean", "flat"]
+GAINS: tuple[Gain, ...] = ("sum", "mean")
+COSTS: tuple[Cost, ...] = ("sum", "mean", "flat")
 #: Nats of context kept per nat gained about the question (chosen on dev items).
 BETA = 10.0
+#: How the gain is counted: summed over the question tokens, or their mean.
+GAIN: Gain = "sum"
+#: How a sentence's cost is counted: its self-information summed over its tokens, their mean
+#: (so a long sentence is not charged for its length), or a flat 1 nat per sentence.
+COST: Cost = "sum"
+#: Keep the sentences whose benefit is at least this share of the best one's.
+SHARE = 0.0
 
 
 @dataclass
@@ -73,6 +84,39 @@ class _Scored:
     end: int
     selfinfo: float = 0.0
     gain: float = 0.0
+    tokens: int = 1
+    asked: int = 1
+
+
+def ib_benefit(
+    gain: np.ndarray,
+    selfinfo: np.ndarray,
+    tokens: np.ndarray,
+    asked: np.ndarray,
+    *,
+    beta: float,
+    gain_form: Gain = "sum",
+    cost_form: Cost = "sum",
+) -> np.ndarray:
+    """``beta * gain - cost`` per unit (minus its term of the IB objective), in the chosen forms:
+    ``asked`` is the question's token count, ``tokens`` the unit's."""
+    relevance = gain if gain_form == "sum" else gain / np.maximum(asked, 1)
+    if cost_form == "sum":
+        cost = selfinfo
+    elif cost_form == "mean":
+        cost = selfinfo / np.maximum(tokens, 1)
+    else:
+        cost = np.ones_like(selfinfo)
+    return beta * relevance - cost
+
+
+def keep_mask(benefits: np.ndarray, share: float) -> np.ndarray:
+    """Which units to keep: none when no benefit is positive (nothing is worth its cost), else
+    every unit whose benefit is at least ``share`` x the best one's (a negative ``share`` also
+    keeps units a little below zero, so the decision to keep anything and the size differ)."""
+    if not benefits.size or benefits.max() <= 0:
+        return np.zeros(benefits.shape, dtype=bool)
+    return benefits >= share * benefits.max()
 
 
 @register("ib-filter", aliases=("ib",))
@@ -87,14 +131,24 @@ class IBFilterCompressor(ModelCompressor):
         self,
         *,
         beta: float = BETA,
+        gain: Gain = GAIN,
+        cost: Cost = COST,
+        share: float = SHARE,
         coarse: bool = False,
         coarse_weight: float = 1.0,
         **options: Any,
     ) -> None:
         if not beta > 0:
             raise ValueError(f"beta must be > 0, got {beta}")
+        if gain not in GAINS:
+            raise ValueError(f"gain must be one of {', '.join(GAINS)}, got {gain!r}")
+        if cost not in COSTS:
+            raise ValueError(f"cost must be one of {', '.join(COSTS)}, got {cost!r}")
+        if not share <= 1:
+            raise ValueError(f"share must be <= 1 (a share of the best benefit), got {share}")
         super().__init__(**options)
         self.beta, self.coarse, self.coarse_weight = float(beta), coarse, coarse_weight
+        self.gain, self.cost, self.share = gain, cost, float(share)
         encode = self.runner.tokenizer.encode
         # A document-start token, so the first token of every unit gets a score too.
         self._start = [self.runner.tokenizer.convert_tokens_to_ids("<|endoftext|>")]
@@ -106,6 +160,9 @@ class IBFilterCompressor(ModelCompressor):
         return {
             **super().settings,
             "beta": self.beta,
+            "gain": self.gain,
+            "cost": self.cost,
+            "share": self.share,
             "coarse": self.coarse,
             "coarse_weight": self.coarse_weight,
         }
@@ -159,6 +216,7 @@ class IBFilterCompressor(ModelCompressor):
             asked = len(questions[c.request])
             c.selfinfo = float(out[1 : 1 + len(ids)].sum())
             c.gain = base[c.request] - float(out[-asked:].sum())
+            c.tokens, c.asked = len(ids), asked
         return sentences, documents
 
     def _compress_one(
@@ -166,7 +224,7 @@ class IBFilterCompressor(ModelCompressor):
     ) -> CompressionResult:
         benefit = self._benefit(sentences, docs)
         spans = [(s.doc, s.start, s.end) for s in sentences]
-        keep = benefit > 0
+        keep = keep_mask(benefit, self.share)
         chosen = Units.from_spans([span for span, k in zip(spans, keep, strict=True) if k])
         chosen.score = benefit[keep]
         # No budget: keep every chosen unit (threshold -inf); a budget keeps the best of them.
@@ -176,11 +234,19 @@ class IBFilterCompressor(ModelCompressor):
         return result
 
     def _benefit(self, sentences: list[_Scored], docs: list[_Scored]) -> np.ndarray:
-        """``beta * gain - selfinfo`` per sentence: minus its term of the IB objective."""
+        """Each sentence's benefit (its gain raised to its document's, with ``coarse``)."""
         gain = np.array([s.gain for s in sentences])
         if docs:
             by_doc = {d.doc: d.gain for d in docs}
             gain = np.maximum(
                 gain, self.coarse_weight * np.array([by_doc[s.doc] for s in sentences])
             )
-        return self.beta * gain - np.array([s.selfinfo for s in sentences])
+        return ib_benefit(
+            gain,
+            np.array([s.selfinfo for s in sentences]),
+            np.array([s.tokens for s in sentences]),
+            np.array([s.asked for s in sentences]),
+            beta=self.beta,
+            gain_form=self.gain,
+            cost_form=self.cost,
+        )
