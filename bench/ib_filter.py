@@ -46,7 +46,7 @@ from ragpress.types import CompressionResult
 
 BASELINES = ("embedding-similarity", "entropy", "random")
 #: The rule before the dev calibration (issue 21), run on the same forwards for comparison.
-BEFORE = {"beta": 10.0, "gain": "sum", "cost": "sum", "share": 0.0}
+BEFORE = {"beta": 10.0, "gain": "sum", "cost": "sum", "share": 0.0, "floor": 0.0}
 BEFORE_LABEL = "ib-filter (before)"
 SETTINGS = (*ANSWERABLE, "unanswerable", "noise-only")
 
@@ -205,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = "python -m bench.ib_filter " + shlex.join(sys.argv[1:] if argv is None else argv)
     notes = [
         f"split={args.split}, items={args.items} per setting; ib-filter settings: "
-        + ", ".join(f"{k}={ib.settings[k]}" for k in ("beta", "gain", "cost", "share"))
+        + ", ".join(f"{k}={ib.settings[k]}" for k in ("beta", "gain", "cost", "share", "floor"))
         + "; baselines keep the IB filter's per-item token count (target_tokens); ratio = sum "
         "original / sum kept (SmolLM2 tokens).",
         "Baselines run on the answerable settings only: elsewhere there is no answer to keep, "

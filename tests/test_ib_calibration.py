@@ -32,6 +32,7 @@ def test_keep_mask_abstains_then_sizes_relative_to_the_best() -> None:
     assert keep_mask(benefits, 0.0).tolist() == [True, True, True, False, False]
     # A negative share also keeps units a little below zero, once something was worth keeping.
     assert keep_mask(benefits, -0.5).tolist() == [True, True, True, True, False]
+    assert not keep_mask(benefits, 0.0, relevant=False).any()  # no sentence reached the floor
 
 
 def _record(gains: list[float], answer: int | None, cos: list[float]) -> dict:
@@ -88,3 +89,14 @@ def test_choose_falls_back_to_the_best_survival_when_no_rule_qualifies() -> None
     rules = [Rule(0.1, "sum", "mean", 0.0), Rule(5.0, "sum", "mean", 0.0)]
     best = choose(settings, grid(settings, rules), min_survives=1.5)  # no rule can
     assert best["rule"] == Rule(5.0, "sum", "mean", 0.0)  # keeps the answer; 0.1 abstains
+
+
+def test_the_floor_sets_abstention_apart_from_the_size() -> None:
+    settings = _settings()
+    loose = Rule(5.0, "sum", "mean", 0.0)  # keeps noise: 5 x 0.5 gain - 2 nats per token > 0
+    assert evaluate(settings["noise-only"], loose)["returns_nothing"] == 0.0
+    floored = Rule(5.0, "sum", "mean", 0.0, floor=1.0)  # answers gain 9 / 4 tokens, noise 0.125
+    assert evaluate(settings["noise-only"], floored)["returns_nothing"] == 1.0
+    kept = evaluate(settings["other-article"], floored)
+    assert kept["survives"] == 1.0 and kept["returns_nothing"] == 0.0
+    assert kept["ratio"] == evaluate(settings["other-article"], loose)["ratio"]  # same size
