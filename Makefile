@@ -60,7 +60,7 @@ bench-extra: $(BENCH_STAMP)
 	$(BIN)/python -m bench.entropy --items 40 --rate 0.25
 	$(BIN)/python -m bench.attention_probe --items 50
 	$(BIN)/python -m bench.attention_probe --items 50 --methods attention-probe+entropy --name pipeline
-	$(BIN)/python -m bench.ib_filter --items 30
+	$(BIN)/python -m bench.ib_filter --items 20
 	$(BIN)/python -m bench.relevance --items 20
 	$(BIN)/python -m bench.startup
 	$(BIN)/python -m bench.token_classifier --items 50 --anchor-items 20

@@ -2,7 +2,7 @@
 keeps the answer at that size, baselines at the same per-item token counts, and how often it
 returns nothing, rightly (noise-only, unanswerable) and wrongly (answerable).
 
-Run: ``python -m bench.ib_filter [--items 30] [--split test]``. Settings
+Run: ``python -m bench.ib_filter [--items 20] [--split test]``. Settings
 (``ragpress.training.qa.SETTINGS``, split by passage): (a) ``other-article``, (b)
 ``same-article``, (c) ``gold-only``, (d) ``unanswerable``, and ``noise-only`` (the other-article
 passages alone: retrieval that missed). Its rule was calibrated on dev (``ragpress train
@@ -44,7 +44,7 @@ from ragpress.training.ib_filter import ANSWERABLE, documents_of, settings_items
 from ragpress.training.qa import QAItem, answer_survives
 from ragpress.types import CompressionResult
 
-BASELINES = ("embedding-similarity", "entropy", "random")
+BASELINES = ("embedding-similarity", "entropy", "attention-probe", "random")
 #: The rule before the dev calibration (issue 21), run on the same forwards for comparison.
 BEFORE = {"beta": 10.0, "gain": "sum", "cost": "sum", "share": 0.0, "floor": 0.0}
 BEFORE_LABEL = "ib-filter (before)"
@@ -53,7 +53,7 @@ SETTINGS = (*ANSWERABLE, "unanswerable", "noise-only")
 #: The results this benchmark writes (bench/results/NAME.json) and the command that writes
 #: each, as the Makefile runs it (bench.report names it when a result is missing).
 COMMANDS = {
-    "ib_filter": "python -m bench.ib_filter --items 30",
+    "ib_filter": "python -m bench.ib_filter --items 20",
 }
 
 
