@@ -43,9 +43,9 @@ from ragpress.types import DOCUMENT_SEPARATOR, CompressionRequest, CompressionRe
 
 DEFAULT_MODEL = "minilm-l6-relevance"
 #: Keep probability a sentence needs when no budget is given. Chosen on 40 dev items per setting
-#: (fp32): 0.2 keeps the answer in 80% / 88% / 80% of (a) / (b) / (c) items with 19% / 28% / 63% of
-#: the tokens, and returns nothing for 25% of unanswerable ones; 0.5 keeps it in only 20%.
-DEFAULT_THRESHOLD = 0.2
+#: (fp32): 0.1 keeps the answer in 92% of (a) / (b) / (c) items with 15% / 19% / 66% of the tokens,
+#: and returns nothing for 8% of unanswerable ones; 0.15 keeps it in 72%, 0.2 in 50%.
+DEFAULT_THRESHOLD = 0.1
 #: Question sub-words in front of every window (as in training; longer questions are cut).
 MAX_QUERY_TOKENS = 48
 #: Least room (target tokens) worth filling with part of a sentence.
@@ -182,9 +182,9 @@ class RelevanceCompressor(ModelCompressor):
         budget: int,
     ) -> Selection:
         """The room whole sentences leave (at high ratios, often all of it: no answer sentence
-        fits 1/16 of a passage) goes to the best run of words of the best sentence left out,
-        words scored by their mean keep probability: the keep head marks the answer's words
-        above the rest of its sentence."""
+        fits 1/16 of a passage) goes to the run of words of the best sentence left out with the
+        highest total keep probability (a word's: the mean of its sub-words'). On 40 dev items
+        at 8x / 16x this lifts (c) gold-only from 22% / 2% to 32% / 20%."""
         units = selection.units
         left_out = np.flatnonzero(~selection.keep & np.isfinite(units.score))
         if budget - selection.tokens < MIN_PARTIAL_TOKENS or not len(left_out):

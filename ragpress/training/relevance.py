@@ -11,15 +11,17 @@ Recipe (``ragpress train relevance``; data from the bigbench archive on PyPI, on
      with its passage, and for half of them a passage of another question without the answer.
 2. Labels: a sentence is kept when it holds an answer (case-insensitive, whole words). The
    answer's own sub-words are labelled 1, the rest of a kept sentence ``sentence_label`` (0.6), any
-   other passage sentence 0, the question -100 (ignored). The softer sentence label keeps the
-   sentence ranking (a kept sentence's mean stays far above 0) while teaching the head where in
-   the sentence the answer sits, which the compressor uses when no whole sentence fits the budget.
+   other passage sentence 0, the question -100 (ignored). The softer sentence label was meant to
+   teach the head where in a sentence the answer sits; it did not (dev ``answer_auc`` 0.49 after
+   one epoch): in effect the head scores sentences.
    The ``[CLS]`` position carries the passage label: 1 when any sentence is kept.
 3. Model: the package-shipped all-MiniLM-L6 with a 2-channel token-classification head: channel 0
    is the keep logit of each passage token, channel 1 read at ``[CLS]`` is the relevance logit
    (two independent linear heads, as the two rows of one layer). The top ``train_layers`` encoder
-   layers and the head are trained (embeddings and lower layers frozen); loss: binary
-   cross-entropy on both.
+   layers (default: all 6) and the head are trained (embeddings frozen); loss: binary
+   cross-entropy on both. One epoch over every pair (~19k pairs, 25k windows of at most 192
+   sub-words, 1,563 steps of 16): 60 min on 2 CPU cores; dev token AUC 0.896, passage AUC
+   0.918 (the 220-step, 4-layer model before it: 0.834 and 0.887).
 4. Ship: the trained tensors as fp16 safetensors (the delta the ``minilm-l6-relevance`` catalogue
    entry applies onto the packaged MiniLM); ONNX export (fp32, int8) with parity checks.
 
