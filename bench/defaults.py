@@ -20,6 +20,7 @@ import argparse
 import os
 import statistics
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import ragpress
@@ -58,6 +59,10 @@ def encoder_settings() -> dict[str, dict[str, Any]]:
     }
 
 
+def _one_by_one(compressor: Any, pool: list[dict[str, Any]]) -> list[Any]:
+    return [compressor.compress(**request) for request in pool]
+
+
 def encoder(args: argparse.Namespace) -> None:
     """Requests per second of the query default, one request per call vs one batched call."""
     from bench.serve import workload
@@ -73,12 +78,8 @@ def encoder(args: argparse.Namespace) -> None:
         warm_up(compressor)
         results = [compressor.compress(**request) for request in pool]
         differ[label] = sum(comparable(r) != e for r, e in zip(results, reference, strict=True))
-        calls[f"{label}, one request per call"] = lambda c=compressor: [
-            c.compress(**request) for request in pool
-        ]
-        calls[f"{label}, {len(pool)} requests per call"] = lambda c=compressor: c.compress_batch(
-            pool
-        )
+        calls[f"{label}, one request per call"] = partial(_one_by_one, compressor, pool)
+        calls[f"{label}, {len(pool)} requests per call"] = partial(compressor.compress_batch, pool)
     timings = measure_interleaved(calls, warmup=0, repeats=args.repeats)
     rows = [
         {
