@@ -18,7 +18,26 @@ import numpy as np
 
 import ragpress
 from bench.harness import markdown_table, warm_up, write_results
+from bench.ib_filter import gold_points
 from bench.quality import reuse_forwards
+from bench.reporting import (
+    SENTENCE_QA,
+    Paragraph,
+    Result,
+    Results,
+    family,
+    goal,
+    in_family,
+    joined,
+    latest_per_method,
+    missing_note,
+    num,
+    pct,
+    scope,
+    series,
+    standing,
+    times,
+)
 from ragpress.training.logistic import roc_auc
 from ragpress.training.qa import QAItem, answer_in, answer_survives, load_items
 
@@ -141,6 +160,76 @@ def main() -> None:
     for table in (rows, [auc] if auc else [], latency):
         if table:
             print(markdown_table(table))
+
+
+# -- its section of bench/RESULTS.md ---------------------------------------------------------
+
+
+def attention_probe_paragraph(results: Results) -> str:
+    qa = latest_per_method(results, SENTENCE_QA)
+    probe = in_family(qa, "attention-probe")
+    if not probe:
+        return "**attention-probe**: " + missing_note("attention_probe", COMMANDS)
+    source = results[probe[0].source]
+    others = [m for m in qa if family(m) not in ("attention-probe", "pipeline")]
+    where = "; ".join(standing(probe, qa[m], m) for m in others)
+    text = f"**attention-probe**: on {scope(source)} it keeps the answer in {series(probe)}"
+    text += f": {where}." if where else "."
+    over = [p for p in probe if p.target and p.ratio > 1.1 * goal(p.target)]
+    if over:
+        misses = joined([f"{p.target} ({times(p.ratio)})" for p in over])
+        text += f" Keeping whole sentences, it compresses more than asked at {misses}."
+    return text + _probe_facts(source) + _probe_at_ib_size(results)
+
+
+def _probe_facts(source: Result) -> str:
+    extra = source.get("extra", {})
+    text = ""
+    quality = (extra.get("probe_quality") or [{}])[0]
+    if "roc_auc" in quality:
+        text += f" The probe ranks answer sentences at ROC AUC {num(quality['roc_auc'], 2)}."
+    latency = (extra.get("latency_4x") or [{}])[0]
+    if "total_ms" in latency:
+        overhead = 100 * (latency["total_over_forward"] - 1)
+        text += (
+            f" At 4x an item takes {num(latency['total_ms'], 0)} ms, of which the probe and "
+            f"selection add {pct(overhead)} to the model forward"
+            + (": nearly all the cost is the forward." if overhead < 10 else ".")
+        )
+    return text
+
+
+def _probe_at_ib_size(results: Results) -> str:
+    ib = gold_points(results)
+    if "attention-probe" not in ib or "ib-filter" not in ib:
+        return ""
+    probe = ib["attention-probe"]
+    compared = standing([probe], [ib["ib-filter"]], "ib-filter")
+    return f" At the IB filter's size it keeps {pct(probe.survives)} ({compared})."
+
+
+def pipeline_paragraph(results: Results) -> str:
+    qa = latest_per_method(results, SENTENCE_QA)
+    pipelines = [m for m in qa if family(m) == "pipeline"]
+    if not pipelines:
+        return "**Pipelines**: " + missing_note("pipeline", COMMANDS)
+    sentences = []
+    for method in pipelines:
+        stages = [s for s in method.split("+") if s in qa]
+        where = "; ".join(standing(qa[method], qa[s], s) for s in stages)
+        sentence = f"{method} keeps {series(qa[method])}" + (f": {where}" if where else "")
+        timed = [p for p in qa[method] if p.ms is not None]
+        if timed:
+            sentence += f"; {num(timed[0].ms or 0.0, 0)} ms per item at {timed[0].target}"
+        sentences.append(sentence)
+    return "**Pipelines**: " + ". ".join(sentences) + "."
+
+
+#: Its paragraphs in "Where each compressor wins and loses" (bench/report.py orders them).
+REPORT: dict[str, Paragraph] = {
+    "attention-probe": attention_probe_paragraph,
+    "pipelines": pipeline_paragraph,
+}
 
 
 if __name__ == "__main__":

@@ -26,7 +26,31 @@ from tqdm import tqdm
 import ragpress
 from bench import anchor
 from bench.harness import markdown_table, warm_up, write_results
+from bench.ib_filter import gold_points
 from bench.qa import QAItem, answer_survives, load_items
+from bench.quality import COMMANDS as QUALITY_COMMANDS
+from bench.reporting import (
+    SENTENCE_QA,
+    Paragraph,
+    Point,
+    Result,
+    Results,
+    family,
+    goal,
+    in_family,
+    latest_per_method,
+    missing_note,
+    pct,
+    quality_points,
+    run_date,
+    scope,
+    series,
+    speed,
+    standing,
+    survival,
+    times,
+    versus,
+)
 
 #: One method on one item: (compressed text, seconds).
 Step = Callable[[QAItem], tuple[str, float]]
@@ -210,6 +234,104 @@ def main() -> None:
     )
     print(markdown_table(rows))
     print(markdown_table(speed) if speed else "(no anchor run)")
+
+
+# -- its section of bench/RESULTS.md ---------------------------------------------------------
+
+
+ANCHORED = ("quality", "entropy")  # runs with llmlingua's entropy methods beside ours
+
+
+def entropy_paragraph(results: Results) -> str:
+    parts = ["**entropy** (LLMLingua / LongLLMLingua style):"]
+    anchored = [results[n] for n in ANCHORED if n in results]
+    if anchored:
+        parts.append(_entropy_vs_anchor(max(anchored, key=run_date)))
+    else:
+        parts.append("against llmlingua " + missing_note("quality", QUALITY_COMMANDS))
+    parts += [_entropy_speed(results[n]) for n in (*ANCHORED, "entropy_speed") if n in results]
+    qa = latest_per_method(results, SENTENCE_QA)
+    ours = in_family(qa, "entropy")
+    rivals = [m for m in qa if family(m) in ("attention-probe", "embedding-similarity")]
+    if ours and rivals:
+        where = "; ".join(standing(ours, qa[m], m) for m in rivals)
+        parts.append(f"Selecting for a question among distractors it keeps {series(ours)}:")
+        parts.append(f"{where}.")
+    ib = gold_points(results)
+    if "entropy" in ib and "ib-filter" in ib:
+        parts.append(
+            f"At the IB filter's size it keeps {pct(ib['entropy'].survives)} "
+            f"({standing([ib['entropy']], [ib['ib-filter']], 'ib-filter')})."
+        )
+    return " ".join(parts)
+
+
+def _entropy_vs_anchor(result: Result) -> str:
+    points = _at_4x(result)
+    ours = [p for p in points if family(p.method) == "entropy"]
+    anchors = [p for p in points if family(p.method) == "llmlingua"]
+    if not ours or not anchors:
+        return "no llmlingua rows to compare with."
+    best, rival = max(ours, key=survival), max(anchors, key=survival)
+    text = (
+        f"on {scope(result)} at {best.target}, its best variant ({best.method}) keeps the answer "
+        f"in {pct(best.survives)} of items ({times(best.ratio)}), {versus(best, rival)} "
+        f"llmlingua's best ({rival.method}: {pct(rival.survives)} at {times(rival.ratio)})."
+    )
+    short = [p for p in anchors if p.ratio < 0.95 * goal(best.target)]  # 5%: rounding, not a miss
+    if short:
+        misses = ", ".join(f"{p.method} {times(p.ratio)}" for p in short)
+        text += f" llmlingua undershoots the {best.target} target ({misses}): ours meets it."
+    return text
+
+
+def _at_4x(result: Result) -> list[Point]:
+    """The 4x rows: the target every anchored run shares (speed is timed there)."""
+    return [p for p in quality_points(result) if p.target == "4x"]
+
+
+def _entropy_speed(result: Result) -> str:
+    pairs = [
+        pair
+        for pair in result.get("extra", {}).get("speed", [])
+        if family(pair["ragpress"]) == "entropy"
+    ]
+    points = {p.method: p for p in _at_4x(result)}
+    sentences = []
+    for pair in pairs:
+        ours, anchor = points.get(pair["ragpress"]), points.get(pair["anchor"])
+        kept = (
+            f", keeping {pct(ours.survives)} against {pct(anchor.survives)}"
+            if ours and anchor
+            else ""
+        )
+        median = pair.get("speedup_median_per_item")
+        per_item = f" (median item {times(median)}, timed in turns)" if median else ""
+        sentences.append(
+            f"{pair['ragpress']} is {speed(pair['speedup'])} {pair['anchor']}{per_item}{kept}"
+        )
+    sentences += _int8_sentences(points)
+    if not sentences:
+        return ""
+    return f"In `{result['name']}` ({scope(result)}): " + "; ".join(sentences) + "."
+
+
+def _int8_sentences(points: dict[str, Point]) -> list[str]:
+    """int8 rows next to the fp32 row of the same name."""
+    sentences = []
+    for method, int8 in points.items():
+        fp32 = points.get(method.replace(" int8", ""))
+        if " int8" not in method or fp32 is None or not (int8.ms and fp32.ms):
+            continue
+        sentences.append(
+            f"{method} is {speed(fp32.ms / int8.ms)} fp32, keeping {pct(int8.survives)} "
+            f"against {pct(fp32.survives)}"
+        )
+    return sentences
+
+
+#: Its paragraphs in "Where each compressor wins and loses" (bench/report.py orders them).
+REPORT: dict[str, Paragraph] = {"entropy": entropy_paragraph}
 
 
 if __name__ == "__main__":

@@ -19,6 +19,19 @@ from typing import Any
 
 import ragpress
 from bench.harness import markdown_table, write_results
+from bench.reporting import (
+    Paragraph,
+    Point,
+    Results,
+    family,
+    missing_note,
+    pct,
+    quality_points,
+    scope,
+    standing,
+    survival,
+    times,
+)
 from ragpress.base import Compressor
 from ragpress.compressors.ib_filter import BETA
 from ragpress.text import trimmed_sentence_spans
@@ -130,6 +143,58 @@ def main() -> None:
     ]
     write_results("ib_filter", rows, command, {"notes": notes, "split": args.split})
     print(markdown_table(rows))
+
+
+# -- its section of bench/RESULTS.md ---------------------------------------------------------
+
+
+def gold_points(results: Results) -> dict[str, Point]:
+    """ib_filter's rows on inputs that hold the answer, by family."""
+    if "ib_filter" not in results:
+        return {}
+    return {family(p.method): p for p in quality_points(results["ib_filter"])}
+
+
+def ib_filter_paragraph(results: Results) -> str:
+    result = results.get("ib_filter")
+    gold = gold_points(results)
+    if result is None or "ib-filter" not in gold:
+        return "**ib-filter**: " + missing_note("ib_filter", COMMANDS)
+    ours = gold.pop("ib-filter")
+    rows = {(r.get("input"), r.get("method")): r for r in result["rows"]}
+    ours_row = next(r for (i, m), r in rows.items() if m == ours.method and i != "noise-only")
+    text = (
+        f"**ib-filter** picks its own size: on {scope(result)} (gold + distractors) it compresses "
+        f"{times(ours.ratio)} overall, drops {pct(ours_row['distractor_sentences_dropped_%'])} of "
+        f"distractor sentences and keeps the answer in {pct(ours.survives)} of items"
+    )
+    if gold:
+        rivals = sorted(gold.values(), key=survival, reverse=True)
+        listed = ", ".join(f"{p.method} {pct(p.survives)} ({times(p.ratio)})" for p in rivals)
+        text += f"; given its per-item token counts: {listed}, so it is "
+        text += standing([ours], [rivals[0]], rivals[0].method)
+    text += "." + _ib_noise(rows, ours.method, ours_row)
+    return text
+
+
+def _ib_noise(rows: dict[tuple[Any, Any], dict[str, Any]], method: str, gold: dict) -> str:
+    noise = rows.get(("noise-only", method))
+    if noise is None:
+        return ""
+    text = (
+        f" It wins on noise-only retrieval: it returns nothing for "
+        f"{pct(noise['returns_nothing_%'])} of items, where the other compressors cannot abstain."
+    )
+    if gold.get("returns_nothing_%"):
+        text += (
+            f" It loses when it abstains wrongly: it returns nothing for "
+            f"{pct(gold['returns_nothing_%'])} of the items that hold the answer."
+        )
+    return text
+
+
+#: Its paragraphs in "Where each compressor wins and loses" (bench/report.py orders them).
+REPORT: dict[str, Paragraph] = {"ib-filter": ib_filter_paragraph}
 
 
 if __name__ == "__main__":

@@ -75,6 +75,16 @@ from bench.harness import (
     write_results,
 )
 from bench.qa import load_items
+from bench.reporting import (
+    Paragraph,
+    Results,
+    missing_note,
+    num,
+    pct,
+    speeds_range,
+    spread,
+    timed_rows,
+)
 from ragpress.registry import accepted_options, factory
 from ragpress.text import sentence_spans, word_spans
 from ragpress.types import DOCUMENT_SEPARATOR
@@ -689,6 +699,59 @@ NOTES = [
     "Anchor speedup = llmlingua seconds / ragpress seconds on the same contexts, one call each "
     "after a short warm-up call, batch 1.",
 ]
+
+
+# -- its section of bench/RESULTS.md ---------------------------------------------------------
+
+
+def latency_paragraph(results: Results) -> str:
+    result = results.get("latency")
+    if result is None:
+        return "**Latency**: " + missing_note("latency", COMMANDS)
+    extra = result.get("extra", {})
+    sentences = [_cost_sentence(timed_rows(result["rows"]))]
+    anchor_rows = [r for r in extra.get("anchor", []) if r.get("speedup")]
+    for label in dict.fromkeys(r["ragpress"] for r in anchor_rows):
+        rows = [r for r in anchor_rows if r["ragpress"] == label]
+        lengths = spread([r["tokens"] for r in rows], lambda n: f"{n:,}")
+        sentences.append(
+            f"{label} is {speeds_range([r['speedup'] for r in rows])} llmlingua "
+            f"{rows[0]['llmlingua']} on the same contexts ({lengths} tokens)"
+        )
+    for row in extra.get("scaling", []):
+        sentences.append(
+            f"{row['method']} ({row['backend']}) takes {num(row['ratio'], 2)}x the time per "
+            f"token at {row['to_tokens']:,} tokens as at {row['from_tokens']:,}"
+        )
+    return "**Latency** (batch 1, one call): " + "; ".join(s for s in sentences if s) + "."
+
+
+def _cost_sentence(rows: list[dict[str, Any]]) -> str:
+    """Per method, its default backend's time per 1k tokens at the longest length measured,
+    and the share of it spent in the model's forwards."""
+    longest: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row["batch"] != 1 or row["backend"] not in ("onnx-fp32", "none", "torch"):
+            continue
+        best = longest.get(row["method"])
+        if best is None or (row["backend"] != "torch", row["tokens"]) > (
+            best["backend"] != "torch",
+            best["tokens"],
+        ):
+            longest[row["method"]] = row
+    parts = []
+    for method, row in longest.items():
+        forward = row.get("total_over_forward")
+        share = f", {pct(100 / forward)} of it in the model" if forward else ""
+        parts.append(
+            f"{method} {num(row['ms_per_1k_tokens'], 0)} ms per 1k tokens at "
+            f"{row['tokens']:,} ({row['backend']}{share})"
+        )
+    return "; ".join(parts)
+
+
+#: Its paragraphs in "Where each compressor wins and loses" (bench/report.py orders them).
+REPORT: dict[str, Paragraph] = {"latency": latency_paragraph}
 
 
 if __name__ == "__main__":

@@ -27,16 +27,19 @@ import datetime as dt
 import json
 import logging
 import random
+import re
 import shlex
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
 from bench.data import wikipedia_summaries
 from bench.harness import markdown_table, measure, pin_one_core, tokens_per_second, write_results
+from bench.reporting import Paragraph, Result, Results, joined, missing_note, num, pct
 
 PAPER_SAVING = "18-27"
 TARGET_TOKENS_PER_S = 1_000_000
@@ -280,6 +283,72 @@ def _speed_notes(speed: Sequence[dict[str, object]]) -> list[str]:
         verdict = "met" if row["target_met"] else f"NOT met ({rate / TARGET_TOKENS_PER_S:.0%})"
         notes.append(f"{row['input']}: compress_ids {rate:,.0f} tokens/s; 1M tokens/s {verdict}")
     return notes
+
+
+# -- its section of bench/RESULTS.md ---------------------------------------------------------
+
+
+def metatoken_paragraph(results: Results) -> str:
+    result = results.get("metatoken")
+    if result is None:
+        return "**metatoken** (lossless): " + missing_note("metatoken", COMMANDS)
+    rows = result["rows"]
+    best = max(rows, key=lambda r: r["text_saving_%"])
+    worst = min(rows, key=lambda r: r["text_saving_%"])
+    text = (
+        f"**metatoken** (lossless) wins on repetitive input: on {best['input']} it saves "
+        f"{pct(best['text_saving_%'])} of the tokens as text any LLM reads and "
+        f"{pct(best['ids_saving_%'])} as reserved ids. It gains least on {worst['input']}: "
+        f"{pct(worst['text_saving_%'])} as text ({pct(worst['ids_saving_%'])} as ids)"
+    )
+    if worst["text_saving_%"] < worst["ids_saving_%"]:
+        text += (
+            ", because the text rendering pays for its markers and only replaces runs that save "
+            "tokens"
+        )
+    text += ". " + _paper_sentence(rows) + _roundtrip_sentence(rows) + _run_finder_sentence(result)
+    return text
+
+
+def _paper_sentence(rows: list[dict[str, Any]]) -> str:
+    bounds = re.findall(r"[\d.]+", str(rows[0].get("paper_saving_%", "")))
+    if not bounds:
+        return ""
+    low = float(bounds[0])
+    reach = [r["input"] for r in rows if r["ids_saving_%"] >= low]
+    short = [r["input"] for r in rows if r["ids_saving_%"] < low]
+    text = f"As ids it reaches the paper's {rows[0]['paper_saving_%']}% on "
+    if not reach:
+        return text + "none of the inputs. "
+    return text + (f"every input but {joined(short)}. " if short else "every input. ")
+
+
+def _roundtrip_sentence(rows: list[dict[str, Any]]) -> str:
+    failures = sum(r.get("roundtrip_failures", 0) for r in rows)
+    items = sum(r.get("items", 0) for r in rows)
+    if failures:
+        return f"{failures:,} of {items:,} round-trips FAILED. "
+    return f"All {items:,} round-trips are exact. "
+
+
+def _run_finder_sentence(result: Result) -> str:
+    rows: list[dict[str, Any]] = next(
+        (v for k, v in result.get("extra", {}).items() if k.startswith("speed")), []
+    )
+    finder = [r["compress_ids_tok/s"] for r in rows if "compress_ids_tok/s" in r]
+    tokenize = [r["tokenize_tok/s"] for r in rows if "tokenize_tok/s" in r]
+    if not finder or not tokenize:
+        return ""
+    slower = "tokenizing" if max(tokenize) < min(finder) else "the run finder"
+    return (
+        f"The run finder handles {num(min(finder), 0)}-{num(max(finder), 0)} tokens/s on one "
+        f"core, tokenizing {num(min(tokenize), 0)}-{num(max(tokenize), 0)}: {slower} is the "
+        "slower step."
+    )
+
+
+#: Its paragraphs in "Where each compressor wins and loses" (bench/report.py orders them).
+REPORT: dict[str, Paragraph] = {"metatoken": metatoken_paragraph}
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from typing import Any
 
 from bench.data import wikipedia_summaries
 from bench.harness import Timing, markdown_table, measure_interleaved, write_results
+from bench.reporting import Note, Paragraph, Result, num, speed, timed_rows
 from ragpress.onnx.models import AttentionRows, TokenScorer, TokenTagger
 
 ROLES = {
@@ -117,6 +118,31 @@ def main() -> None:
     command = "python -m bench.models " + shlex.join(sys.argv[1:])
     write_results("models", rows, command)
     print(markdown_table(rows))
+
+
+# -- its section of bench/RESULTS.md ---------------------------------------------------------
+
+
+def models_sentence(result: Result) -> str:
+    """The fastest backend for each role and length."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for row in timed_rows(result["rows"]):
+        groups.setdefault((row["role"], row["tokens"]), []).append(row)
+    parts = []
+    for (role, tokens), rows in groups.items():
+        fastest = min(rows, key=lambda r: r["p50_ms"])
+        gain = fastest.get("speedup_vs_torch")
+        versus_torch = f", {speed(gain)} torch" if gain and fastest["backend"] != "torch" else ""
+        parts.append(
+            f"{role} at {tokens:,} tokens: {fastest['backend']} "
+            f"({num(fastest['p50_ms'], 0)} ms{versus_torch})"
+        )
+    return "Fastest backend per role and length: " + "; ".join(parts) + "."
+
+
+#: Its paragraphs in "Where each compressor wins and loses": none; a sentence under its table.
+REPORT: dict[str, Paragraph] = {}
+SECTION_NOTES: dict[str, Note] = {"models": models_sentence}
 
 
 if __name__ == "__main__":

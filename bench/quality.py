@@ -32,6 +32,23 @@ import ragpress
 from bench import anchor
 from bench.harness import markdown_table, warm_up, write_results
 from bench.qa import QAItem, answer_survives, load_items
+from bench.reporting import (
+    SENTENCE_QA,
+    Paragraph,
+    Point,
+    Result,
+    Results,
+    best_at,
+    family,
+    in_family,
+    joined,
+    latest_per_method,
+    missing_note,
+    num,
+    pct,
+    quality_points,
+    series,
+)
 
 TARGETS = {"4x": 0.25, "2x": 0.5, "8x": 0.125}  # 4x first: it pays for the model forwards
 READER_TARGET = "4x"
@@ -269,6 +286,75 @@ NOTES = [
     "classifier, entropy (no question), first-k and random do not, like LLMLingua-2 and "
     "LLMLingua-1. ib-filter caps its own choice at the budget, so it may compress more.",
 ]
+
+
+# -- its section of bench/RESULTS.md ---------------------------------------------------------
+
+
+BASELINES = ("embedding-similarity", "random", "first-k")
+
+
+def reader_paragraph(results: Results) -> str:
+    """What the Qwen reader makes of each method's 4x context, against the original."""
+    runs = [_reader_rows(results[name]) for name in ("quality", "reader") if name in results]
+    rows = next((rows for rows in runs if rows), [])
+    if not rows:
+        return "**End to end** (Qwen2.5-0.5B reader): " + missing_note("quality", COMMANDS)
+    original = next((r for r in rows if r["method"] == "original"), None)
+    others = sorted((r for r in rows if r is not original), key=lambda r: -r["F1_%"])
+    text = f"**End to end** (Qwen2.5-0.5B reader, {rows[0].get('items', '?')} items): "
+    if original:
+        text += (
+            f"from the original context it scores EM {pct(original['EM_%'])}, "
+            f"F1 {pct(original['F1_%'])} in {num(original['prefill_ms'], 0)} ms of prompt; "
+        )
+    text += "from the compressed ones " + ", ".join(
+        f"{r['method']} F1 {pct(r['F1_%'])} (prompt time -{pct(r['prompt_time_saved_%'])})"
+        for r in others
+    )
+    return text + "."
+
+
+def _reader_rows(result: Result) -> list[dict[str, Any]]:
+    if result["name"] == "reader":
+        return result["rows"]
+    return next((v for k, v in result.get("extra", {}).items() if k.startswith("reader")), [])
+
+
+def baselines_paragraph(results: Results) -> str:
+    qa = latest_per_method(results, SENTENCE_QA)
+    everything = [p for r in results.values() for p in quality_points(r)]
+    sentences = [_embedding_sentence(qa), _random_sentence(qa)]
+    absent = [b for b in BASELINES if not any(family(p.method) == b for p in everything)]
+    if absent:
+        sentences.append(f"No results include {joined(absent)} yet.")
+    body = " ".join(s for s in sentences if s)
+    return "**Baselines** (embedding-similarity, random, first-k): " + (body or "no results yet.")
+
+
+def _embedding_sentence(qa: dict[str, list[Point]]) -> str:
+    embedding = in_family(qa, "embedding-similarity")
+    if not embedding:
+        return ""
+    points = [p for ps in qa.values() for p in ps]
+    wins = [p.target for p in embedding if p in best_at(points, p.target)]
+    text = f"embedding-similarity (MiniLM query-sentence cosine) keeps {series(embedding)}"
+    if wins:
+        at = "every target" if len(wins) == len(embedding) > 1 else joined(wins)
+        text += f"; it is the best method on these QA items at {at}, the bar a model-based "
+        text += "compressor must clear to earn its cost"
+    return text + "."
+
+
+def _random_sentence(qa: dict[str, list[Point]]) -> str:
+    rand = in_family(qa, "random")
+    if not rand:
+        return ""
+    return f"Random word drop is the floor: {series(rand)}."
+
+
+#: Its paragraphs in "Where each compressor wins and loses" (bench/report.py orders them).
+REPORT: dict[str, Paragraph] = {"end to end": reader_paragraph, "baselines": baselines_paragraph}
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from typing import Any
 import ragpress
 from bench.harness import measure_interleaved, warm_up, write_results
 from bench.quality import reuse_forwards
+from bench.reporting import Paragraph
 from ragpress.training.qa import SETTINGS, QAItem, answer_survives, load_setting
 
 COMMANDS = {
@@ -194,6 +195,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = "python -m bench.relevance " + shlex.join(sys.argv[1:] if argv is None else argv)
     for path in write_results(args.name, rows, command.strip(), extra):
         print(path)
+
+
+#: Its paragraphs in "Where each compressor wins and loses": none, its table says it all.
+REPORT: dict[str, Paragraph] = {}
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ import httpx
 
 from bench.harness import _percentile, markdown_table, write_results
 from bench.qa import load_items
+from bench.reporting import Paragraph, Results, missing_note, num
 from ragpress.defaults import QUERY_METHOD
 from ragpress.serve.server import free_port, wait_ready
 from ragpress.serve.wire import comparable, result_from_wire
@@ -329,6 +330,40 @@ def _notes(args, rows, overloaded, tokens: float, seconds: float) -> list[str]:
             f"{row['lost']} lost; p95 of answered {row['p95_ms']} ms."
         )
     return notes
+
+
+# -- its section of bench/RESULTS.md ---------------------------------------------------------
+
+
+def serve_paragraph(results: Results) -> str:
+    """Throughput per backend at 32 clients (else the largest concurrency), correctness,
+    overload."""
+    result = results.get("serve")
+    if result is None:
+        return "**Serving**: " + missing_note("serve", COMMANDS)
+    rows = result["rows"]
+    levels = {row["clients"] for row in rows}
+    most = 32 if 32 in levels else max(levels)  # the issue's yardstick: batching at 32 clients
+    at_most = ", ".join(
+        f"{row['backend']} {num(row['req/s'])} req/s (p95 {num(row['p95_ms'], 0)} ms, "
+        f"mean batch {num(row['mean_batch'])})"
+        for row in rows
+        if row["clients"] == most
+    )
+    mixed = sum(row["mismatches"] + row["lost"] for row in rows)
+    sentences = [f"at {most} clients {at_most}", f"{mixed} responses differed or were lost"]
+    for row in result.get("extra", {}).get("overload (no client retries)", []):
+        sentences.append(
+            f"overload on {row['backend']} ({row['clients']} clients, queue {row['queue']}): "
+            f"{row['ok']} exact results and {row['503']} x 503, {row['mismatches']} mixed up, "
+            f"{row['lost']} lost, p95 {num(row['p95_ms'], 0)} ms"
+        )
+    method = rows[0].get("method", "?")
+    return f"**Serving** ({method}): " + "; ".join(sentences) + "."
+
+
+#: Its paragraphs in "Where each compressor wins and loses" (bench/report.py orders them).
+REPORT: dict[str, Paragraph] = {"serving": serve_paragraph}
 
 
 if __name__ == "__main__":

@@ -32,6 +32,21 @@ import ragpress
 from bench import anchor
 from bench.harness import markdown_table, write_results
 from bench.qa import QAItem, answer_survives, load_items
+from bench.reporting import (
+    Paragraph,
+    Result,
+    Results,
+    by_method,
+    family,
+    missing_note,
+    pct,
+    quality_points,
+    scope,
+    series,
+    speeds_range,
+    spread,
+    standing,
+)
 from ragpress.compressors.token_classifier import TokenClassifierCompressor
 from ragpress.types import CompressionRequest
 
@@ -237,6 +252,49 @@ NOTES = [
     "one thread each (onnxruntime intra-op threads=1, torch.set_num_threads(1)), after one "
     "warm-up item; the machine has 2 shared cores.",
 ]
+
+
+# -- its section of bench/RESULTS.md ---------------------------------------------------------
+
+
+def token_classifier_paragraph(results: Results) -> str:
+    result = results.get("token_classifier")
+    if result is None:
+        return "**token-classifier** (LLMLingua-2 style): " + missing_note(
+            "token_classifier", COMMANDS
+        )
+    grouped = by_method(quality_points(result))
+    ours = [m for m in grouped if family(m) == "token-classifier"]
+    if not ours:
+        return "**token-classifier**: its result file has no token-classifier rows."
+    best = max(ours, key=lambda m: sum(p.survives for p in grouped[m]))
+    rivals = [m for m in grouped if m not in ours]
+    where = "; ".join(standing(grouped[best], grouped[m], m) for m in rivals)
+    text = (
+        f"**token-classifier** (LLMLingua-2 style, question-unaware): on {scope(result)} its best "
+        f"variant ({best}) keeps the answer in {series(grouped[best])}"
+    )
+    text += f": {where}." if where else "."
+    return text + _anchor_side_by_side(result)
+
+
+def _anchor_side_by_side(result: Result) -> str:
+    tables = [v for v in result.get("extra", {}).values() if isinstance(v, list)]
+    rows = [r for t in tables for r in t if isinstance(r, dict) and "speedup" in r]
+    if not rows:
+        return ""
+    speeds = [r["speedup"] for r in rows]
+    text = (
+        f" Against llmlingua's LLMLingua-2 on the same checkpoint it is {speeds_range(speeds)} it"
+    )
+    agreement = [r["keep_agreement_%"] for r in rows if "keep_agreement_%" in r]
+    if agreement:
+        text += f", keeping the same words {spread(agreement, pct)} of the time"
+    return text + "."
+
+
+#: Its paragraphs in "Where each compressor wins and loses" (bench/report.py orders them).
+REPORT: dict[str, Paragraph] = {"token-classifier": token_classifier_paragraph}
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from bench.harness import markdown_table
-from bench.report import EXPECTED, build, family
+from bench.report import EXPECTED, build
+from bench.reporting import family
 
 NOW = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 PNG = b"\x89PNG\r\n\x1a\n"
