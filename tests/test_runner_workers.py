@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 from importlib import resources
 
@@ -52,6 +53,18 @@ def test_workers_run_batches_at_once_and_keep_each_output_at_its_input():
 def test_one_worker_runs_one_batch_at_a_time():
     with pytest.raises(threading.BrokenBarrierError):
         run_batches(MeetingSession(2, timeout=1), [[1], [2]], batch_size=1, workers=1)
+
+
+def _two_runs_at_once() -> list[list[float]]:
+    outputs = run_batches(MeetingSession(2, timeout=5), [[1], [2, 3]], batch_size=1, workers=2)
+    return [out.tolist() for out in outputs]
+
+
+def test_a_forked_child_starts_its_own_workers():
+    """The parent's pool threads do not exist in a fork: the child must not wait on them."""
+    assert _two_runs_at_once() == [[2.0], [4.0, 6.0]]  # the parent's pool is up
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply_async(_two_runs_at_once).get(timeout=30) == [[2.0], [4.0, 6.0]]
 
 
 def test_only_encoders_on_cpu_without_named_threads_run_side_by_side(monkeypatch):

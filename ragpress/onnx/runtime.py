@@ -282,7 +282,7 @@ def _outputs(session: Any, batches: list[Batch], workers: int) -> Iterator[tuple
             yield batch, _run(session, batch.input_ids, batch.attention_mask)
         return
     largest_first = sorted(batches, key=lambda batch: -batch.input_ids.size)
-    pool = _pool(workers)
+    pool = _pool(workers, os.getpid())
     futures = {
         pool.submit(_run, session, batch.input_ids, batch.attention_mask): batch
         for batch in largest_first
@@ -292,9 +292,10 @@ def _outputs(session: Any, batches: list[Batch], workers: int) -> Iterator[tuple
 
 
 @cache
-def _pool(workers: int) -> ThreadPoolExecutor:
+def _pool(workers: int, pid: int) -> ThreadPoolExecutor:
     """One pool per size for the whole process: concurrent callers (server threads, client
-    threads) share its workers instead of each starting as many runs as there are cores."""
+    threads) share its workers instead of each starting as many runs as there are cores.
+    Keyed by ``pid`` too: a forked child has none of its parent's threads."""
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ragpress-onnx")
 
 
