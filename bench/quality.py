@@ -120,10 +120,8 @@ def reuse_forwards(compressor: Any) -> None:
     stage gains, as the later stages' inputs change with the rate."""
     for stage in getattr(compressor, "stages", []):
         reuse_forwards(stage)
-    for attribute in ("scorer", "reader", "tagger"):
-        model = getattr(compressor, attribute, None)
-        if model is None:
-            continue
+    model = getattr(compressor, "runner", None)  # ragpress.model_compressor's one runner
+    if model is not None:
         cache: dict[tuple, Any] = {}
 
         def cached(sequences: Any, run: Any = model.run, cache: dict = cache) -> Any:

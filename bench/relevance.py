@@ -34,7 +34,7 @@ from typing import Any
 import ragpress
 from bench.harness import measure_interleaved, warm_up, write_results
 from bench.quality import reuse_forwards
-from bench.reporting import Paragraph
+from bench.reporting import Paragraph, Results, missing_note
 from ragpress.training.qa import SETTINGS, QAItem, answer_survives, load_setting
 
 COMMANDS = {
@@ -197,8 +197,45 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(path)
 
 
-#: Its paragraphs in "Where each compressor wins and loses": none, its table says it all.
-REPORT: dict[str, Paragraph] = {}
+# -- its section of bench/RESULTS.md ---------------------------------------------------------
+
+
+def relevance_paragraph(results: Results) -> str:
+    result = results.get("relevance")
+    if result is None:
+        return "**relevance** (Provence-style pruner): " + missing_note("relevance", COMMANDS)
+    rows = result["rows"]
+    compared = [
+        f"{setting} {_survival(rows, 'relevance', setting)} against "
+        f"{_survival(rows, 'embedding-similarity', setting)}"
+        for setting in ANSWERABLE
+        if _survival(rows, "relevance", setting)
+    ]
+    text = (
+        "**relevance** (Provence-style cross-encoder, the default with a question): answer kept "
+        f"at {' / '.join(TARGETS)} on {', '.join(compared)} (embedding-similarity second, "
+        f"{rows[0]['items']} test items per setting)"
+    )
+    speed = result.get("extra", {}).get("speed (4x, in turns, same items)", [])
+    ours = [row for row in speed if row["method"] == "relevance"]
+    if ours:
+        text += f", in {ours[0]['time_vs_embedding_similarity']}x embedding-similarity's time"
+    return text + "."
+
+
+def _survival(rows: list[dict[str, Any]], method: str, setting: str) -> str:
+    """ "100/95/80/45%": the method's survival at each target, in ``TARGETS`` order."""
+    found = {
+        row["target"]: row["answer_survives_%"]
+        for row in rows
+        if row["method"] == method and row["setting"] == setting
+    }
+    values = [found[target] for target in TARGETS if target in found]
+    return "/".join(f"{value:.0f}" for value in values) + "%" if values else ""
+
+
+#: Its paragraphs in "Where each compressor wins and loses" (bench/report.py orders them).
+REPORT: dict[str, Paragraph] = {"relevance": relevance_paragraph}
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ BENCHMARKS = (
 #: The order of the modules' paragraphs (``REPORT`` keys); a topic not listed comes last.
 TOPICS = (
     "end to end",
+    "relevance",
     "latency",
     "metatoken",
     "entropy",

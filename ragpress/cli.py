@@ -386,10 +386,12 @@ def train_token_classifier(
 @train_app.command("relevance")
 def train_relevance(
     pairs: Annotated[
-        int | None, typer.Option(help="Training pairs sampled (default 5,000; all: ~19k).")
-    ] = 5000,
-    steps: Annotated[int | None, typer.Option(help="Optimizer steps (batch 16).")] = 220,
-    train_layers: Annotated[int, typer.Option(help="Top encoder layers trained.")] = 4,
+        int | None, typer.Option(help="Training pairs sampled (default: all, ~19k).")
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Optimizer steps (batch 16; default: one epoch).")
+    ] = None,
+    train_layers: Annotated[int, typer.Option(help="Top encoder layers trained.")] = 6,
     out: Annotated[str | None, typer.Option("--out", "--output", help=OUT_HELP)] = None,
     ship: Annotated[bool, typer.Option(help=SHIP_HELP)] = False,
     export: Annotated[bool, typer.Option(help="With --ship: export the model after.")] = True,

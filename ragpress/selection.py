@@ -41,6 +41,10 @@ class Units:
         forced = np.zeros(len(array), dtype=bool)
         return cls(array[:, 0].copy(), array[:, 1].copy(), array[:, 2].copy(), score, forced)
 
+    def take(self, index: np.ndarray | slice) -> Units:
+        """The units at ``index`` (a mask, positions or a slice), in that order."""
+        return Units(*(getattr(self, f)[index] for f in _FIELDS))
+
     @classmethod
     def concat(cls, parts: Sequence[Units]) -> Units:
         if not parts:
@@ -58,6 +62,8 @@ class Selection:
     text: str
     kept_spans: list[Span]
     tokens: int
+    units: Units  # what was selected from, and which of them are kept
+    keep: np.ndarray
 
 
 def unit_pieces(documents: Sequence[str], units: Units) -> list[str]:
@@ -173,7 +179,56 @@ def render(
         for doc, intervals in enumerate(spans)
         for start, end in merge_intervals(intervals)
     ]
-    return Selection(compressed, text, kept, tokenizer.count(text))
+    return Selection(compressed, text, kept, tokenizer.count(text), units, keep)
+
+
+def best_window(scores: np.ndarray, costs: np.ndarray, room: int) -> slice | None:
+    """The run of consecutive units with the highest total score whose costs fit ``room``, None
+    when no unit fits. Scores must be >= 0: then, for each last unit, the longest run that fits
+    is the best one ending there, so one sliding pass finds it."""
+    if (np.asarray(scores) < 0).any():
+        raise ValueError("best_window needs scores >= 0")
+    best, best_total, left, total, cost = None, -1.0, 0, 0.0, 0
+    for right in range(len(scores)):
+        total, cost = total + float(scores[right]), cost + int(costs[right])
+        while cost > room and left <= right:
+            total, cost = total - float(scores[left]), cost - int(costs[left])
+            left += 1
+        if left <= right and total > best_total:
+            best, best_total = slice(left, right + 1), total
+    return best
+
+
+def add_window(
+    documents: Sequence[str],
+    selection: Selection,
+    pieces: Units,
+    tokenizer: TargetTokenizer,
+    budget: int,
+) -> Selection:
+    """``selection`` plus the best run of consecutive ``pieces`` (finer units, scored >= 0, that
+    overlap no kept unit) in the room it leaves, cut from its weaker end until the joined text
+    fits ``budget``; ``selection`` itself when no piece fits."""
+    room = budget - selection.tokens
+    if room <= 0 or not len(pieces):
+        return selection
+    costs = unit_costs(tokenizer, unit_pieces(documents, pieces))
+    window = best_window(pieces.score, costs, room)
+    if window is None:
+        return selection
+    low, high = window.start, window.stop
+    while high > low:
+        units = Units.concat([selection.units, pieces.take(slice(low, high))])
+        keep = np.concatenate([selection.keep, np.ones(high - low, dtype=bool)])
+        order = np.lexsort((units.start, units.doc))  # reading order, as render expects
+        widened = render(documents, units.take(order), keep[order], tokenizer)
+        if widened.tokens <= budget:
+            return widened
+        if pieces.score[low] <= pieces.score[high - 1]:
+            low += 1
+        else:
+            high -= 1
+    return selection
 
 
 def scored_spans(units: Units) -> list[ScoredSpan]:

@@ -129,3 +129,16 @@ def test_relevance_then_entropy_meets_a_high_ratio():
     assert result.compressed_tokens <= result.budget_tokens
     assert [stage.method for stage in result.stages] == ["relevance", "entropy"]
     assert "a level that rises between services" in result.text
+
+
+@pytest.mark.real_model
+def test_when_no_sentence_fits_it_keeps_a_run_of_words_of_the_best_one(relevance):
+    manual = _sample_documents()[0].split("\n", 1)[1]  # the service bulletin, without its title
+    question = "Which version of the engine control software should be installed?"
+    whole = ragpress.get_compressor("relevance", partial_sentence=False)
+    assert whole.compress(manual, question, rate=1 / 8).is_empty  # every sentence is too long
+    result = relevance.compress(manual, question, rate=1 / 8)
+    assert 0 < result.compressed_tokens <= result.budget_tokens
+    answer_sentence = manual[manual.index("If the oil smells") :]
+    assert result.text in answer_sentence  # one run of words of it, as written
+    assert "version 4.2" in result.text

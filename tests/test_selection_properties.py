@@ -8,10 +8,11 @@ import itertools
 import re
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ragpress.selection import Selection, Units, select
+from ragpress.selection import Selection, Units, add_window, best_window, select
 from ragpress.text import word_spans
 from ragpress.tokenization import get_target_tokenizer
 
@@ -86,3 +87,47 @@ def test_a_budget_that_holds_everything_keeps_everything(problem):
             selection, int(units.doc[index]), int(units.start[index]), int(units.end[index])
         )
     assert [o.split() for o in selection.documents] == [d.split() for d in documents]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(0, 5), st.integers(0, 6)), max_size=12),
+    st.integers(0, 15),
+)
+def test_best_window_is_the_best_fitting_run(pieces, room):
+    scores = np.asarray([s for s, _ in pieces], dtype=np.float64)
+    costs = np.asarray([c for _, c in pieces], dtype=np.int64)
+    runs = [
+        (float(scores[a:b].sum()), a, b)
+        for a in range(len(pieces))
+        for b in range(a + 1, len(pieces) + 1)
+        if costs[a:b].sum() <= room
+    ]
+    window = best_window(scores, costs, room)
+    if not runs:
+        assert window is None
+        return
+    assert window is not None and costs[window].sum() <= room
+    assert scores[window].sum() >= max(total for total, _, _ in runs) - 1e-9
+
+
+@settings(max_examples=60, deadline=None)
+@given(problems(), st.integers(0, 40), st.sampled_from([WORDS, SMOLLM2]))
+def test_a_window_added_to_a_selection_stays_within_budget_and_in_order(problem, budget, tokenizer):
+    documents, units = problem
+    units.forced[:] = False
+    whole = select(documents, units.take(np.zeros(len(units), dtype=bool)), tokenizer, budget)
+    words = units.take(units.doc == 0)  # a run of words of one document
+    words.score = np.abs(words.score)
+    widened = add_window(documents, whole, words, tokenizer, budget)
+    assert widened.tokens <= budget and widened.tokens == tokenizer.count(widened.text)
+    kept = [s for s in widened.kept_spans]
+    assert all(0 <= s.start < s.end <= len(documents[s.doc]) for s in kept)
+    # one run of consecutive words of that document: a piece of its text
+    assert all(s.doc == 0 for s in kept)
+    assert widened.text in documents[0]
+
+
+def test_best_window_refuses_negative_scores():
+    with pytest.raises(ValueError, match="scores >= 0"):
+        best_window(np.array([1.0, -1.0]), np.array([1, 1]), 3)

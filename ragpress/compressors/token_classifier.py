@@ -247,9 +247,9 @@ class TokenClassifierCompressor(ModelCompressor):
             rate = request.rate or (1.0 if budget is None else min(1.0, budget / max(original, 1)))
             keep = self._chunk_policy(request, parts, units, rate)
             return self._chunk_result(request, units, keep, original)
-        units = _subset(units, np.isfinite(units.score) | units.forced)
+        units = units.take(np.isfinite(units.score) | units.forced)
         if self.threshold is not None:
-            units = _subset(units, (units.score >= self.threshold) | units.forced)
+            units = units.take((units.score >= self.threshold) | units.forced)
             if budget is None:
                 return self.keep_best(request, units, original=original, threshold=-np.inf)
         return self.keep_best(request, units, original=original, budget=budget)
@@ -328,11 +328,6 @@ def _filter_documents(units: Units, rate: float) -> None:
     dropped = ~np.isin(units.doc, keep)
     units.score[dropped] = -np.inf
     units.forced[dropped] = False
-
-
-def _subset(units: Units, mask: np.ndarray) -> Units:
-    return Units(units.doc[mask], units.start[mask], units.end[mask], units.score[mask],
-                 units.forced[mask])  # fmt: skip
 
 
 def _consecutive_forced_repeats(

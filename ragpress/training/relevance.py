@@ -9,14 +9,19 @@ Recipe (``ragpress train relevance``; data from the bigbench archive on PyPI, on
      each unanswerable (SQuAD 2.0) question with its own passage (nothing to keep);
    * ``contextual_parametric_knowledge_conflicts`` (Natural Questions passages): each question
      with its passage, and for half of them a passage of another question without the answer.
-2. Labels: a sentence is kept when it holds an answer (case-insensitive, whole words); every
-   sub-word of a kept sentence is labelled 1, of any other passage sentence 0, the question's
-   -100 (ignored). The ``[CLS]`` position carries the passage label: 1 when any sentence is kept.
+2. Labels: a sentence is kept when it holds an answer (case-insensitive, whole words). The
+   answer's own sub-words are labelled 1, the rest of a kept sentence ``sentence_label`` (0.6), any
+   other passage sentence 0, the question -100 (ignored). The softer sentence label was meant to
+   teach the head where in a sentence the answer sits; it did not (dev ``answer_auc`` 0.49 after
+   one epoch): in effect the head scores sentences.
+   The ``[CLS]`` position carries the passage label: 1 when any sentence is kept.
 3. Model: the package-shipped all-MiniLM-L6 with a 2-channel token-classification head: channel 0
    is the keep logit of each passage token, channel 1 read at ``[CLS]`` is the relevance logit
    (two independent linear heads, as the two rows of one layer). The top ``train_layers`` encoder
-   layers and the head are trained (embeddings and lower layers frozen); loss: binary
-   cross-entropy on both.
+   layers (default: all 6) and the head are trained (embeddings frozen); loss: binary
+   cross-entropy on both. One epoch over every pair (~19k pairs, 25k windows of at most 192
+   sub-words, 1,563 steps of 16): 60 min on 2 CPU cores; dev token AUC 0.896, passage AUC
+   0.918 (the 220-step, 4-layer model before it: 0.834 and 0.887).
 4. Ship: the trained tensors as fp16 safetensors (the delta the ``minilm-l6-relevance`` catalogue
    entry applies onto the packaged MiniLM); ONNX export (fp32, int8) with parity checks.
 
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -108,6 +114,18 @@ def conflict_pairs(limit: int | None, seed: int, *, dev: bool = False) -> list[P
     return pairs
 
 
+def answer_spans(passage: str, answers: Sequence[str]) -> list[tuple[int, int]]:
+    """Every whole-word, case-insensitive occurrence of an answer in ``passage``."""
+    return [
+        match.span()
+        for answer in answers
+        if answer.strip()
+        for match in re.finditer(
+            rf"(?<!\w){re.escape(answer.strip())}(?!\w)", passage, flags=re.IGNORECASE
+        )
+    ]
+
+
 def kept_sentences(passage: str, answers: Sequence[str]) -> list[tuple[int, int]]:
     """The sentences of ``passage`` that hold an answer (the keep label)."""
     needles = [_normalise(answer) for answer in answers if answer.strip()]
@@ -126,7 +144,7 @@ class Example:
 
 
 def build_examples(
-    tokenizer: Any, pairs: Sequence[Pair], max_length: int
+    tokenizer: Any, pairs: Sequence[Pair], max_length: int, sentence_label: float = 1.0
 ) -> tuple[list[Example], dict[str, Any]]:
     """Sentence-aligned windows ``[CLS] question [SEP] passage [SEP]`` with their labels."""
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
@@ -139,6 +157,8 @@ def build_examples(
         starts = doc.words[doc.word, 0]
         token_keep = np.zeros(len(doc.ids))
         for a, b in kept:
+            token_keep[(starts >= a) & (starts < b)] = sentence_label
+        for a, b in answer_spans(pair.passage, pair.answers) if kept else ():
             token_keep[(starts >= a) & (starts < b)] = 1.0
         for a, b in chunk_bounds(doc, max_length - len(question) - 3):
             window = token_keep[a:b]
@@ -192,23 +212,31 @@ def loss_of(logits: Any, keep: Any, relevant: Any, relevance_weight: float) -> A
 
 
 def evaluate(model: Any, examples: Sequence[Example], pad_id: int) -> dict[str, float]:
-    """ROC AUC of the token keep probability and of the window relevance, on dev windows."""
+    """ROC AUC on dev windows of the token keep probability (kept sentences' sub-words against
+    the rest), of the window relevance, and, inside kept sentences, of the answer's sub-words
+    against their neighbours (``answer_auc``; 0.5 when the labels do not tell them apart)."""
     import torch
 
     from ragpress.training.logistic import roc_auc
 
-    token_p, token_y, window_p, window_y = [], [], [], []
+    token_p, window_p, window_y = [], [], []
+    labels = []
     model.eval()
     with torch.inference_mode():
         for batch in _batches(examples, 32, random.Random(0)):
             ids, mask, keep, relevant = _tensors(batch, pad_id)
             logits = model(input_ids=ids, attention_mask=mask).logits
             token_p.append(logits[..., KEEP][keep >= 0].numpy())
-            token_y.append(keep[keep >= 0].numpy())
+            labels.append(keep[keep >= 0].numpy())
             window_p.append(logits[:, 0, RELEVANT].numpy())
             window_y.append(relevant.numpy())
+    label, scores = np.concatenate(labels), np.concatenate(token_p)
+    inside = label > 0
+    answer = label[inside] == 1.0
+    answer_auc = roc_auc(answer, scores[inside]) if 0 < answer.sum() < len(answer) else 0.5
     return {
-        "token_auc": round(roc_auc(np.concatenate(token_y), np.concatenate(token_p)), 4),
+        "token_auc": round(roc_auc(label > 0, scores), 4),
+        "answer_auc": round(answer_auc, 4),
         "passage_auc": round(roc_auc(np.concatenate(window_y), np.concatenate(window_p)), 4),
     }
 
@@ -230,19 +258,20 @@ def dev_pairs(seed: int, limit: int) -> list[Pair]:
 def train(
     *,
     conflicts: int = 6000,
-    pairs: int | None = 5000,
+    pairs: int | None = None,
     dev_limit: int = 300,
     epochs: int = 1,
-    train_layers: int = 4,
+    train_layers: int = 6,
     batch_size: int = 16,
     lr: float = 1.5e-4,
     relevance_weight: float = 1.0,
-    max_length: int = 160,
+    max_length: int = 192,
     seed: int = 0,
     threads: int = 2,
     output: Path,
     export: bool = True,
-    max_steps: int | None = 220,
+    max_steps: int | None = None,
+    sentence_label: float = 0.6,
 ) -> dict[str, Any]:
     """Pairs, labels, fine-tuning, the fp16 delta and the ONNX export, end to end."""
     import torch
@@ -256,9 +285,11 @@ def train(
     base = get_spec(BASE)
     tokenizer = load_tokenizer(base)
     train_set, train_stats = build_examples(
-        tokenizer, training_pairs(seed, conflicts, pairs), max_length
+        tokenizer, training_pairs(seed, conflicts, pairs), max_length, sentence_label
     )
-    dev_set, dev_stats = build_examples(tokenizer, dev_pairs(seed, dev_limit), max_length)
+    dev_set, dev_stats = build_examples(
+        tokenizer, dev_pairs(seed, dev_limit), max_length, sentence_label
+    )
     labelled = time.perf_counter()
     tqdm.write(json.dumps({"train": train_stats, "dev": dev_stats}))
     from transformers import AutoModelForTokenClassification
@@ -309,7 +340,9 @@ def train(
     trained = time.perf_counter()
     stats: dict[str, Any] = {
         "recipe": {
-            "labels": "sentences holding a gold answer; [CLS] = passage holds one",
+            "labels": "answer sub-words 1, the rest of their sentence sentence_label; [CLS] = "
+            "passage holds an answer",
+            "sentence_label": sentence_label,
             "conflicts": conflicts,
             "pairs": pairs,
             "epochs": epochs,
