@@ -64,7 +64,7 @@ bench-extra: $(BENCH_STAMP)
 	$(BIN)/python -m bench.relevance --items 20
 	$(BIN)/python -m bench.startup
 	$(BIN)/python -m bench.token_classifier --items 50 --anchor-items 20
-	$(BIN)/python -m bench.serve --method first-k --requests 256
+	$(BIN)/python -m bench.serve --requests 64
 	$(BIN)/python -m bench.report
 
 clean:

@@ -7,17 +7,24 @@ setting: median ms per item and the forward share read from ``result.timings``.
 
 Run: ``python -m bench.defaults [--items 5] [--repeats 2]`` (16 min for 3 items x 1 repeat on 2
 shared cores). The figures and the rule they chose are in ``ragpress.model_compressor``.
+
+``python -m bench.defaults --encoder [--items 16] [--repeats 3]`` times the query default
+(relevance, a MiniLM encoder) as a server runs it: the same requests one at a time and as one
+``compress_batch``, for one run at a time on every core's intra-op thread vs runs side by side
+(``ragpress.onnx.models.cpu_workers``), at batch 1 and 8; writes ``bench/results/defaults_encoder``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import ragpress
-from bench.harness import measure_interleaved, warm_up
+from bench.harness import measure_interleaved, warm_up, write_results
 from bench.qa import load_items
 
 SETTINGS: dict[str, list[dict[str, Any]]] = {
@@ -38,11 +45,73 @@ def _label(method: str, options: dict[str, Any]) -> str:
     return f"{method} {options['variant']} batch {options['batch_size']}"
 
 
+def encoder_settings() -> dict[str, dict[str, Any]]:
+    """The query default's runner settings: one run at a time on intra-op threads (naming
+    ``threads``) vs the default, runs side by side; rows per run 1 and 8."""
+    cores = len(os.sched_getaffinity(0))
+    return {
+        f"{label}, batch {batch}": {**options, "batch_size": batch}
+        for label, options in (
+            (f"one run at a time x {cores} threads", {"threads": cores}),
+            (f"{cores} runs side by side (default)", {}),
+        )
+        for batch in (1, 8)
+    }
+
+
+def _one_by_one(compressor: Any, pool: list[dict[str, Any]]) -> list[Any]:
+    return [compressor.compress(**request) for request in pool]
+
+
+def encoder(args: argparse.Namespace) -> None:
+    """Requests per second of the query default, one request per call vs one batched call."""
+    from bench.serve import workload
+    from ragpress.defaults import QUERY_METHOD
+    from ragpress.serve.wire import comparable
+
+    pool = workload(args.items, distractors=1, rate=0.5)
+    reference = [comparable(r) for r in ragpress.get_compressor(QUERY_METHOD).compress_batch(pool)]
+    calls: dict[str, Callable[[], Any]] = {}
+    differ: dict[str, int] = {}
+    for label, options in encoder_settings().items():
+        compressor = ragpress.get_compressor(QUERY_METHOD, device="cpu", **options)
+        warm_up(compressor)
+        results = [compressor.compress(**request) for request in pool]
+        differ[label] = sum(comparable(r) != e for r, e in zip(results, reference, strict=True))
+        calls[f"{label}, one request per call"] = partial(_one_by_one, compressor, pool)
+        calls[f"{label}, {len(pool)} requests per call"] = partial(compressor.compress_batch, pool)
+    timings = measure_interleaved(calls, warmup=0, repeats=args.repeats)
+    rows = [
+        {
+            "method": QUERY_METHOD,
+            "setting": label,
+            "req/s": round(len(pool) / (timing.p50_ms / 1000), 2),
+            "runs_ms": [round(run) for run in timing.runs],
+            "differ": differ[label.rsplit(", ", 1)[0]],
+        }
+        for label, timing in timings.items()
+    ]
+    for row in rows:
+        print(f"{row['setting']:62} {row['req/s']:7.2f} req/s  differ {row['differ']}")
+    note = (
+        f"{args.items} dev QA items (gold + 1 distractor) at rate 0.5, settings taking turns, "
+        f"{args.repeats} rounds (median); load average at the end {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} CPUs. differ: results unlike the default's compress_batch (must be 0)."
+    )
+    command = f"python -m bench.defaults --encoder --items {args.items} --repeats {args.repeats}"
+    write_results("defaults_encoder", rows, command, {"notes": [note]})
+    print(note)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--encoder", action="store_true", help="time the query default")
     args = parser.parse_args(argv)
+    if args.encoder:
+        encoder(args)
+        return
     items = load_items("dev", n=args.items)
     requests = [
         {"context": item.documents(), "query": item.question, "rate": 0.25} for item in items

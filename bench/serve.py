@@ -1,7 +1,7 @@
 """Serving: in-process vs uvicorn (batched, and one request per model call) vs Ray Serve.
 
-    python -m bench.serve --method first-k --requests 256
-    python -m bench.serve --requests 16 --clients 8 --name serve_entropy   # the default method
+    python -m bench.serve --requests 64                  # the query default (relevance)
+    python -m bench.serve --method first-k --requests 256 --name serve_first_k
 
 Closed loop: C clients (1, 8, 32, 128) each send their next request when the last one
 answered, until ``--requests`` (at least C) are done. Requests are QA items (question, gold
@@ -47,7 +47,7 @@ from ragpress.serve.wire import comparable, result_from_wire
 
 #: The results this benchmark writes (bench/results/NAME.json) and the command that writes
 #: each, as the Makefile runs it (bench.report names it when a result is missing).
-COMMANDS = {"serve": "python -m bench.serve --method first-k --requests 256"}
+COMMANDS = {"serve": "python -m bench.serve --requests 64"}
 BACKENDS = ("inprocess", "uvicorn-b1", "uvicorn", "ray")
 
 

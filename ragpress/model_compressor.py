@@ -11,7 +11,7 @@ It owns the model options, so a subclass takes its own options and hands ``**opt
 ``device``
     ``"auto"`` (CUDA when onnxruntime has it), ``"cpu"`` or ``"cuda"``;
 ``threads``
-    onnxruntime intra-op threads (default: onnxruntime's own choice, one per core);
+    onnxruntime intra-op threads, one run at a time (default: below);
 ``batch_size``
     rows per forward.
 
@@ -39,6 +39,29 @@ ib-filter fp32        53.3       135.4
 
 Batch 1 on CPU is the rule for every model compressor (before it, ib-filter ran batches of 8 on
 CPU; its kept spans on the bundled sample are identical at 1, ``tests/golden``).
+
+* ``threads=None``: an encoder on CPU (relevance, token-classifier, embedding-similarity) runs
+  one single-threaded session per core side by side (``ragpress.onnx.models.cpu_workers``);
+  causal LMs, whose context may be one long window, run one at a time on onnxruntime's own
+  threads (one per core). An encoder reads many short windows: independent runs keep the cores
+  busier than one run split across them, and a batch of requests (a server's) fills them
+  better than one request's two or three windows. The numbers are the same either way
+  (``tests/test_runner_workers.py``). Measured with ``python -m bench.defaults --encoder
+  --items 16 --repeats 3`` (relevance, 16 dev QA items with 1 distractor at rate 0.5, the
+  same 16 requests one per call or as one ``compress_batch``, settings taking turns; 2 cores
+  shared with another job at load ~8), requests per second:
+
+=====================================  ============  ================
+setting                                one per call  16 in one call
+=====================================  ============  ================
+one run at a time, 2 threads, batch 1  7.24          8.42
+one run at a time, 2 threads, batch 8  5.06          8.03
+2 runs side by side, batch 1           11.85         14.27
+2 runs side by side, batch 8           4.08          10.16
+=====================================  ============  ================
+
+  (With the other job taking a core: 4.27 / 4.36 and 7.06 / 7.35 at batch 1.) Rows of 8
+  lose here too, so batch 1 stays the CPU rule for encoders.
 
 The runner is ``self.runner`` (a :class:`ragpress.onnx.models.TokenScorer`, ``TokenTagger``
 or ``AttentionRows``, chosen by the class's ``runner_class``); its settings join the result's.

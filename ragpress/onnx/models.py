@@ -11,11 +11,13 @@ read from the export folder with ``tokenizers`` alone: the ONNX path never impor
 transformers.
 
 Defaults, one rule for every runner (``ragpress.model_compressor`` documents the figures):
-``batch_size=None`` is :data:`CPU_BATCH` on CPU and :data:`CUDA_BATCH` on CUDA.
+``batch_size=None`` is :data:`CPU_BATCH` on CPU and :data:`CUDA_BATCH` on CUDA; on CPU with
+``threads=None``, an encoder's runs go side by side (:func:`cpu_workers`).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -23,7 +25,14 @@ from typing import Any, Literal
 import numpy as np
 
 from ragpress.onnx.catalogue import Kind, ModelSpec, Role, get_spec
-from ragpress.onnx.runtime import Device, _trim, active_device, create_session, run_batches
+from ragpress.onnx.runtime import (
+    Device,
+    _trim,
+    active_device,
+    asks_for_cuda,
+    create_session,
+    run_batches,
+)
 from ragpress.onnx.tokenizer import ModelTokenizer
 from ragpress.timing import timed_forward
 
@@ -33,6 +42,21 @@ Backend = Literal["onnx", "torch"]
 CPU_BATCH = 1
 #: Rows per forward on CUDA, where a batch fills the device.
 CUDA_BATCH = 8
+
+
+def cpu_workers(spec: ModelSpec, device: Device, threads: int | None) -> int:
+    """How many single-threaded runs an ONNX runner makes at once (1: one run at a time on
+    onnxruntime's ``threads`` intra-op threads).
+
+    An encoder on CPU with ``threads=None`` gets one run per core: its inputs are many short
+    windows, and independent runs keep the cores busier than one run split across them, so a
+    batch of requests (a server's) gains over one request at a time (figures in
+    ``ragpress.model_compressor``). Causal LMs keep intra-op threads: a long context may be
+    one window. Naming ``threads`` always means one run at a time on that many threads.
+    """
+    if threads is not None or spec.kind != "encoder" or asks_for_cuda(device):
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class _RoleModel:
@@ -60,10 +84,14 @@ class _RoleModel:
         self.backend = backend
         self.variant = variant
         self._lock = threading.Lock()
+        self.workers = 1
         if backend == "onnx":
             from ragpress.onnx.export import GRAPH, prepare
 
             folder = prepare(self.spec, self.role, variant)  # type: ignore[arg-type]
+            self.workers = cpu_workers(self.spec, device, threads)
+            if self.workers > 1:
+                threads = 1
             self._session = create_session(folder / GRAPH, device=device, threads=threads)
             self.device = active_device(self._session)
             self.tokenizer = ModelTokenizer.from_folder(folder / "tokenizer")
@@ -102,6 +130,7 @@ class _RoleModel:
                     batch_size=self.batch_size,
                     pad_id=self.pad_id,
                     sequence_axis=self.sequence_axis,
+                    workers=self.workers,
                 )
             return self._run_torch(sequences)
 

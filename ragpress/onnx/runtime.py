@@ -15,7 +15,9 @@ import os
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -252,22 +254,49 @@ def run_batches(
     pad_id: int = 0,
     max_tokens: int = 16384,
     sequence_axis: int = 1,
+    workers: int = 1,
 ) -> list[np.ndarray]:
     """Run the graph over token sequences; returns each row's output trimmed to its length
-    along ``sequence_axis`` (an axis of the batched output, 1 for (B, S, ...))."""
+    along ``sequence_axis`` (an axis of the batched output, 1 for (B, S, ...)). ``workers``:
+    how many batches may run at once (see :func:`_outputs`)."""
     outputs: list[np.ndarray | None] = [None] * len(sequences)
     progress = _PROGRESS.get()
     if progress is not None:
         progress.planned(sum(len(sequence) for sequence in sequences))
-    for batch in length_batches(
-        sequences, batch_size=batch_size, pad_id=pad_id, max_tokens=max_tokens
-    ):
-        result = _run(session, batch.input_ids, batch.attention_mask)
+    batches = length_batches(sequences, batch_size=batch_size, pad_id=pad_id, max_tokens=max_tokens)
+    for batch, result in _outputs(session, batches, workers):
         for row, index in enumerate(batch.indices):
             outputs[index] = _trim(result[row], sequence_axis - 1, len(sequences[index]))
         if progress is not None:
             progress.ran(sum(len(sequences[index]) for index in batch.indices))
     return outputs  # type: ignore[return-value]
+
+
+def _outputs(session: Any, batches: list[Batch], workers: int) -> Iterator[tuple[Batch, Any]]:
+    """Each batch with the graph's output, in the order they finish. With ``workers`` > 1, up
+    to that many ``session.run`` calls at once on a pool shared by every runner (onnxruntime
+    releases the GIL and its ``run`` is thread-safe), the largest batches first so the last
+    to start are the shortest."""
+    if workers <= 1 or len(batches) <= 1:
+        for batch in batches:
+            yield batch, _run(session, batch.input_ids, batch.attention_mask)
+        return
+    largest_first = sorted(batches, key=lambda batch: -batch.input_ids.size)
+    pool = _pool(workers, os.getpid())
+    futures = {
+        pool.submit(_run, session, batch.input_ids, batch.attention_mask): batch
+        for batch in largest_first
+    }
+    for future in as_completed(futures):
+        yield futures[future], future.result()
+
+
+@cache
+def _pool(workers: int, pid: int) -> ThreadPoolExecutor:
+    """One pool per size for the whole process: concurrent callers (server threads, client
+    threads) share its workers instead of each starting as many runs as there are cores.
+    Keyed by ``pid`` too: a forked child has none of its parent's threads."""
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ragpress-onnx")
 
 
 def _trim(array: np.ndarray, axis: int, length: int) -> np.ndarray:
