@@ -23,6 +23,7 @@ from ragpress.onnx.catalogue import ModelSpec, PackagedWeights, install_requirem
 from ragpress.onnx.runtime import reporting_batches, run_batches
 from ragpress.onnx.sources import ModelNotFoundError, hub_online, weights_folder
 from ragpress.view import document_views, html_view, terminal_view
+from tests.token_counter import TokenCounter
 
 DOCUMENTS = [
     "The oil level rises between services. That is the first sign of fuel dilution.",
@@ -200,16 +201,7 @@ def test_model_calls_report_their_tokens():
         def run(self, _names, feeds):
             return [feeds["input_ids"].astype(np.float32)]
 
-    class Counter:
-        planned_tokens = ran_tokens = 0
-
-        def planned(self, tokens: int) -> None:
-            self.planned_tokens += tokens
-
-        def ran(self, tokens: int) -> None:
-            self.ran_tokens += tokens
-
-    counter = Counter()
+    counter = TokenCounter()
     with reporting_batches(counter):
         run_batches(Session(), [[1, 2, 3], [4], [5, 6]], batch_size=1)
     assert counter.planned_tokens == counter.ran_tokens == 6

@@ -13,6 +13,7 @@ import ragpress
 from ragpress.onnx.catalogue import get_spec
 from ragpress.onnx.models import TokenTagger, cpu_workers
 from ragpress.onnx.runtime import reporting_batches, run_batches
+from tests.token_counter import TokenCounter
 
 SAMPLE = resources.files("ragpress.data").joinpath("sample.txt").read_text("utf-8")
 
@@ -31,19 +32,9 @@ class MeetingSession:
         return [feeds["input_ids"].astype(np.float32) * 2]
 
 
-class Counter:
-    planned_tokens = ran_tokens = 0
-
-    def planned(self, tokens: int) -> None:
-        self.planned_tokens += tokens
-
-    def ran(self, tokens: int) -> None:
-        self.ran_tokens += tokens
-
-
 def test_workers_run_batches_at_once_and_keep_each_output_at_its_input():
     sequences = [[1, 2, 3], [4], [5, 6], [7, 8, 9, 10]]
-    counter = Counter()
+    counter = TokenCounter()
     with reporting_batches(counter):
         outputs = run_batches(MeetingSession(2), sequences, batch_size=1, workers=2)
     assert [out.tolist() for out in outputs] == [[2 * t for t in seq] for seq in sequences]
