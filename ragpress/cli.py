@@ -324,6 +324,16 @@ SHIP_HELP = "Replace the file shipped in ragpress/data (what the compressors loa
 app.add_typer(train_app, name="train")
 
 
+def _trained_output(name: str, out: str | None, ship: bool) -> Path:
+    """Where ``ragpress train`` writes ``name``: ``--out``, the package (``--ship``), the cache."""
+    from ragpress.training.outputs import output_path
+
+    try:
+        return output_path(name, out=Path(out) if out else None, ship=ship)
+    except ValueError as error:
+        _fail(error)
+
+
 @train_app.command("attention-probe")
 def train_attention_probe(
     model: Annotated[str, typer.Option(help="Proxy decoder (catalogue name).")] = "smollm2-135m",
@@ -363,13 +373,9 @@ def train_token_classifier(
     export: Annotated[bool, typer.Option(help="With --ship: export minilm-l6-keep after.")] = True,
 ) -> None:
     """Distil the keep/drop word classifier (SmolLM2 teacher + QA answers) into MiniLM-L6."""
-    from ragpress.training.outputs import output_path
     from ragpress.training.token_classifier import DELTA, train
 
-    try:
-        output = output_path(DELTA, out=Path(out) if out else None, ship=ship)
-    except ValueError as error:
-        _fail(error)
+    output = _trained_output(DELTA, out, ship)
     stats = train(
         passages_limit=passages,
         wiki=wiki,
@@ -397,13 +403,9 @@ def train_relevance(
     export: Annotated[bool, typer.Option(help="With --ship: export the model after.")] = True,
 ) -> None:
     """Train the Provence-style relevance cross-encoder (MiniLM-L6) on bigbench QA pairs."""
-    from ragpress.training.outputs import output_path
     from ragpress.training.relevance import DELTA, train
 
-    try:
-        output = output_path(DELTA, out=Path(out) if out else None, ship=ship)
-    except ValueError as error:
-        _fail(error)
+    output = _trained_output(DELTA, out, ship)
     stats = train(
         pairs=pairs,
         max_steps=steps,

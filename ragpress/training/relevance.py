@@ -53,7 +53,7 @@ from ragpress.training.qa import (
     split_of,
     task_examples,
 )
-from ragpress.training.token_classifier import _batches, _trainable, export_graphs
+from ragpress.training.token_classifier import _batches, export_graphs, trainable_classifier
 
 BASE = "minilm-l6"
 DELTA = "minilm-l6-relevance.safetensors"
@@ -277,7 +277,7 @@ def train(
     import torch
 
     from ragpress.onnx.catalogue import get_spec
-    from ragpress.onnx.sources import load_tokenizer, pretrained, weights_folder
+    from ragpress.onnx.sources import load_tokenizer
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -292,17 +292,7 @@ def train(
     )
     labelled = time.perf_counter()
     tqdm.write(json.dumps({"train": train_stats, "dev": dev_stats}))
-    from transformers import AutoModelForTokenClassification
-
-    model = pretrained(
-        AutoModelForTokenClassification,
-        weights_folder(base),
-        num_labels=2,
-        id2label=LABELS,
-        label2id=_label_ids(),
-        use_safetensors=True,
-    )
-    names = _trainable(model, train_layers)
+    model, names = trainable_classifier(base, LABELS, train_layers)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     rng = random.Random(seed)
     per_epoch = len(_batches(train_set, batch_size, random.Random(seed)))
@@ -370,7 +360,3 @@ def train(
         stats["export"] = export_graphs("minilm-l6-relevance", "relevance")
     stats["minutes"]["total"] = round((time.perf_counter() - started) / 60, 1)
     return stats
-
-
-def _label_ids() -> dict[str, int]:
-    return {label: index for index, label in LABELS.items()}

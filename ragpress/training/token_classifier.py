@@ -256,7 +256,7 @@ def train(
     import torch
 
     from ragpress.onnx.catalogue import get_spec
-    from ragpress.onnx.sources import load_tokenizer, pretrained, weights_folder
+    from ragpress.onnx.sources import load_tokenizer
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -273,17 +273,7 @@ def train(
         tokenizer, passages("dev", limit=dev_passages, seed=seed), keep_rate, max_length
     )
     labelled = time.perf_counter()
-    from transformers import AutoModelForTokenClassification
-
-    model = pretrained(
-        AutoModelForTokenClassification,
-        weights_folder(base),
-        num_labels=2,
-        id2label=LABELS,
-        label2id=_label_ids(),
-        use_safetensors=True,
-    )
-    names = _trainable(model, train_layers)
+    model, names = trainable_classifier(base, LABELS, train_layers)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     rng = random.Random(seed)
     steps = epochs * len(_batches(train_set, batch_size, rng))
@@ -358,8 +348,24 @@ def save_delta(
     )
 
 
-def _label_ids() -> dict[str, int]:
-    return {label: index for index, label in LABELS.items()}
+def trainable_classifier(
+    base: Any, labels: dict[int, str], train_layers: int
+) -> tuple[Any, list[str]]:
+    """The packaged encoder ``base`` with a fresh token-classification head over ``labels``,
+    everything but its top ``train_layers`` layers and the head frozen; and the trained names."""
+    from transformers import AutoModelForTokenClassification
+
+    from ragpress.onnx.sources import pretrained, weights_folder
+
+    model = pretrained(
+        AutoModelForTokenClassification,
+        weights_folder(base),
+        num_labels=len(labels),
+        id2label=labels,
+        label2id={label: index for index, label in labels.items()},
+        use_safetensors=True,
+    )
+    return model, _trainable(model, train_layers)
 
 
 def export_graphs(model: str = "minilm-l6-keep", role: str = "token-logits") -> dict[str, Any]:
