@@ -69,9 +69,7 @@ class Compressor(ABC):
         """Compress many requests in one go. Items are ``CompressionRequest``s, strings, or
         mappings with the keys of :meth:`compress` (``context``, ``query``, ``rate``,
         ``target_tokens``)."""
-        if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
-            raise TypeError("compress_batch takes a sequence of requests, not a single context")
-        return self._run([_as_request(item, index) for index, item in enumerate(items)])
+        return self._run(batch_requests(items))
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -186,6 +184,13 @@ class Compressor(ABC):
     def __repr__(self) -> str:
         options = ", ".join(f"{key}={value!r}" for key, value in self.settings.items())
         return f"{type(self).__name__}({options})"
+
+
+def batch_requests(items: Sequence[BatchItem]) -> list[CompressionRequest]:
+    """The items of ``compress_batch`` as requests (a single context is refused, not split)."""
+    if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
+        raise TypeError("compress_batch takes a sequence of requests, not a single context")
+    return [_as_request(item, index) for index, item in enumerate(items)]
 
 
 def _as_request(item: BatchItem, index: int) -> CompressionRequest:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ragpress.base import BatchItem, Compressor, _as_request
+from ragpress.base import BatchItem, Compressor, batch_requests
 from ragpress.serve.wire import result_from_wire
 from ragpress.types import CompressionRequest, CompressionResult
 
@@ -121,9 +121,7 @@ class RemoteCompressor(Compressor):
 
     async def acompress_batch(self, items: Sequence[BatchItem]) -> list[CompressionResult]:
         """``compress_batch`` without blocking the event loop."""
-        if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
-            raise TypeError("compress_batch takes a sequence of requests, not a single context")
-        return await self._arun([_as_request(item, index) for index, item in enumerate(items)])
+        return await self._arun(batch_requests(items))
 
     def close(self) -> None:
         self._client.close()
