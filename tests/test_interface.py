@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 
@@ -13,6 +11,7 @@ import ragpress
 from ragpress import CompressionRequest
 from ragpress._runtime_check import installed_onnxruntime_distributions
 from ragpress.tokenization import get_target_tokenizer
+from tests.cli_runner import run_cli
 
 
 @pytest.mark.parametrize(
@@ -112,36 +111,26 @@ def test_only_one_onnxruntime_build_installed():
     assert len(installed_onnxruntime_distributions()) <= 1
 
 
-def _cli(*args, stdin=None):
-    return subprocess.run(
-        [sys.executable, "-m", "ragpress.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-    )
-
-
 def test_cli_round_trips_the_sample(tmp_path):
     from importlib import resources
 
     sample = resources.files("ragpress.data").joinpath("sample.txt").read_text("utf-8")
-    packed = _cli("compress", "sample", "--method", "metatoken")
+    packed = run_cli("compress", "sample", "--method", "metatoken")
     assert packed.returncode == 0, packed.stderr
     assert "metatoken:" in packed.stderr
     assert len(packed.stdout) < len(sample)
     path = tmp_path / "packed.txt"
     path.write_text(packed.stdout, encoding="utf-8")
-    restored = _cli("decompress", str(path))
+    restored = run_cli("decompress", str(path))
     assert restored.returncode == 0, restored.stderr
     assert restored.stdout == sample
 
 
 def test_cli_json_and_errors():
-    result = _cli("compress", "-", "--json", stdin="abc abc abc abc abc abc abc abc abc")
+    result = run_cli("compress", "-", "--json", stdin="abc abc abc abc abc abc abc abc abc")
     assert json.loads(result.stdout)["original_tokens"] > 0
-    bad = _cli("compress", "-", "--rate", "3", stdin="text")
+    bad = run_cli("compress", "-", "--rate", "3", stdin="text")
     assert bad.returncode == 2 and "rate" in bad.stderr
-    unknown = _cli("compress", "-", "--method", "nope", stdin="text")
+    unknown = run_cli("compress", "-", "--method", "nope", stdin="text")
     assert unknown.returncode == 2 and "known" in unknown.stderr
-    assert "metatoken" in _cli("methods").stdout
+    assert "metatoken" in run_cli("methods").stdout
