@@ -38,7 +38,7 @@ from ragpress.model_compressor import ModelCompressor
 from ragpress.onnx.models import RelevanceScorer
 from ragpress.registry import register
 from ragpress.selection import Selection, Units, add_window, scored_spans, select
-from ragpress.text import trimmed_sentence_spans
+from ragpress.text import aggregate_to_words, trimmed_sentence_spans
 from ragpress.types import DOCUMENT_SEPARATOR, CompressionRequest, CompressionResult
 
 DEFAULT_MODEL = "minilm-l6-relevance"
@@ -193,9 +193,7 @@ class RelevanceCompressor(ModelCompressor):
         doc, probs, _ = per_doc[int(units.doc[best])]
         start, end = int(units.start[best]), int(units.end[best])
         inside = np.flatnonzero((doc.words[:, 0] >= start) & (doc.words[:, 1] <= end))
-        total = np.bincount(doc.word, probs, minlength=len(doc.words))
-        count = np.bincount(doc.word, minlength=len(doc.words))
-        score = total[inside] / np.maximum(count[inside], 1)
+        score = np.nan_to_num(aggregate_to_words(probs, doc.word, len(doc.words))[inside])
         words = Units.from_spans(
             [(int(units.doc[best]), int(a), int(b)) for a, b in doc.words[inside]], score
         )
