@@ -255,9 +255,11 @@ def relevance_paragraph(results: Results) -> str:
         text += f", in {factor}x embedding-similarity's time"
     if "attention-probe" in speed:
         text += f" and 1/{speed['attention-probe']['time_vs_relevance']} of attention-probe's"
+    pipeline_runs = [r for r in (result, results.get("relevance_pipeline")) if r is not None]
     shares = [
         f"{row['time_vs_entropy']}x at {row['target']}"
-        for row in result.get("extra", {}).get(_PIPELINE_SPEED, [])
+        for run in pipeline_runs
+        for row in run.get("extra", {}).get(_PIPELINE_SPEED, [])
         if row["method"] == "relevance+entropy"
     ]
     if shares:
