@@ -337,19 +337,34 @@ def _trained_output(name: str, out: str | None, ship: bool) -> Path:
 @train_app.command("attention-probe")
 def train_attention_probe(
     model: Annotated[str, typer.Option(help="Proxy decoder (catalogue name).")] = "smollm2-135m",
-    items: Annotated[int, typer.Option(help="Training QA items.")] = 300,
-    eval_items: Annotated[int, typer.Option(help="Held-out dev items for ROC AUC.")] = 100,
+    items: Annotated[
+        int, typer.Option(help="Train items of each distractor setting (other/same article).")
+    ] = 400,
+    gold_only_items: Annotated[
+        int, typer.Option(help="Train items with the gold passage alone.")
+    ] = 300,
+    eval_items: Annotated[
+        int, typer.Option(help="Dev items of each distractor setting (L2 choice, figures).")
+    ] = 100,
+    recipe: Annotated[
+        str, typer.Option(help="Features, e.g. tail-mean+tail-max+length (see BLOCKS).")
+    ] = "",
     out: Annotated[str | None, typer.Option("--out", "--output", help=OUT_HELP)] = None,
     ship: Annotated[bool, typer.Option(help=SHIP_HELP)] = False,
 ) -> None:
-    """Train the attention probe on development QA data (bigbench disfl_qa)."""
-    from ragpress.training.attention_probe import train
+    """Train the attention probe on the QA development settings (bigbench disfl_qa)."""
+    from ragpress.training.attention_probe import RECIPE, train
 
     try:
         stats = train(
             model=model,
-            items=items,
-            eval_items=eval_items,
+            items={
+                "other-article": items,
+                "same-article": items,
+                "gold-only": gold_only_items,
+            },
+            eval_items={"other-article": eval_items, "same-article": eval_items},
+            recipe=recipe or RECIPE,
             output=Path(out) if out else None,
             ship=ship,
         )
