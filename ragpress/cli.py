@@ -339,7 +339,7 @@ def train_attention_probe(
     model: Annotated[str, typer.Option(help="Proxy decoder (catalogue name).")] = "smollm2-135m",
     items: Annotated[
         int, typer.Option(help="Train items of each distractor setting (other/same article).")
-    ] = 400,
+    ] = 200,
     gold_only_items: Annotated[
         int, typer.Option(help="Train items with the gold passage alone.")
     ] = 300,

@@ -300,13 +300,22 @@ def _chunk_features(
     layers, heads = attention.shape[:2]
     present = np.flatnonzero(counts)
     starts = np.searchsorted(members, present)
+    # each row as a share of its attention to the context, relative to uniform (1.0 = an
+    # average context token): a scale per row, applied before the (smaller) context columns
+    # are copied out
+    outside = np.flatnonzero(token_sentence < 0)
+    context_sum = attention.sum(axis=-1) - attention[..., outside].sum(axis=-1)
+    scale = len(context) / np.maximum(context_sum, 1e-12)  # (L, H, K)
     pooled = {}
     for source in ("final", "tail"):
         wanted = [f"{source}-mean" in blocks, f"{source}-max" in blocks]
         if not any(wanted):
             continue
-        rows = attention[:, :, -1:] if source == "final" else attention
-        rows = _context_share(rows[..., context]).mean(axis=2).reshape(layers * heads, -1)
+        if source == "final":
+            share = attention[:, :, -1, :] * scale[:, :, -1:]
+        else:
+            share = np.einsum("lhks,lhk->lhs", attention, scale) / attention.shape[2]
+        rows = share[..., context].reshape(layers * heads, -1).astype(np.float64)
         if wanted[0]:
             pooled[f"{source}-mean"] = _pool(np.add.reduceat, rows, starts, present, sentences)
             pooled[f"{source}-mean"][:, present] /= counts[present]
@@ -319,13 +328,6 @@ def _chunk_features(
             features[:, index * width : (index + 1) * width] = np.log(pooled[block] + _FLOOR).T
     features[:, -1] = np.log(np.maximum(counts, 1))
     return features
-
-
-def _context_share(rows: np.ndarray) -> np.ndarray:
-    """Each row's attention as a share of its attention to the context, relative to uniform
-    (1.0 = an average context token)."""
-    rows = rows.astype(np.float64)
-    return rows / np.maximum(rows.sum(axis=-1, keepdims=True), 1e-12) * rows.shape[-1]
 
 
 def _pool(

@@ -38,11 +38,13 @@ from ragpress.training.outputs import output_path
 from ragpress.training.qa import QAItem, Setting, Split, answer_in, load_setting
 
 #: Train items per setting (gold-only items are ~5x cheaper: one passage per forward).
-TRAIN_ITEMS = {"other-article": 400, "same-article": 400, "gold-only": 300}
+TRAIN_ITEMS = {"other-article": 200, "same-article": 200, "gold-only": 300}
 DEV_ITEMS = {"other-article": 100, "same-article": 100}
 RECIPE = "tail-mean+tail-max+length"
 L2_GRID = (1.0, 10.0, 100.0, 1000.0, 10000.0)
 SURVIVAL_RATES = {"4x": 1 / 4, "8x": 1 / 8}
+#: Items per cache file.
+CHUNK_ITEMS = 50
 
 
 @dataclass
@@ -174,12 +176,20 @@ def train(
 def features(
     compressor: AttentionProbeCompressor, split: Split, setting: Setting, count: int
 ) -> Collected:
-    """The collected sentences of ``count`` items of a split and setting, cached."""
-    cache = (
-        home()
-        / "trained"
-        / (f"probe-blocks-{compressor.runner.spec.name}-{split}-{setting}-{count}.npz")
-    )
+    """The collected sentences of the first ``count`` items of a split and setting, cached in
+    files of :data:`CHUNK_ITEMS` items (an interrupted or a larger run resumes from them)."""
+    items = load_setting(split, setting, count)
+    parts = []
+    for start in range(0, len(items), CHUNK_ITEMS):
+        chunk = items[start : start + CHUNK_ITEMS]
+        name = f"probe-blocks-{compressor.runner.spec.name}-{split}-{setting}-{start}-{len(chunk)}"
+        parts.append(_cached(home() / "trained" / f"{name}.npz", compressor, chunk, name))
+    return Collected.join(parts)
+
+
+def _cached(
+    cache: Path, compressor: AttentionProbeCompressor, items: Sequence[QAItem], desc: str
+) -> Collected:
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as data:
             return Collected(
@@ -190,9 +200,7 @@ def features(
                 data["original"],
                 int(data["heads"]),
             )
-    collected = collect(
-        compressor, load_setting(split, setting, count), desc=f"{split} {setting} items"
-    )
+    collected = collect(compressor, items, desc=desc)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(
         cache,
