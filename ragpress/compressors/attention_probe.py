@@ -1,13 +1,17 @@
 """Attention-probe sentence filter (after Sentinel, "Attention Probing of Proxy Models for LLM
 Context Compression", 2025; our own implementation from the paper).
 
-A small decoder reads ``context + question + "Answer:"``. The attention of the final position to
-each context token, per layer and head, is renormalised over the context span and averaged over
-each sentence's tokens: L x H features per sentence (270 for SmolLM2-135M). A logistic-regression
-probe trained on QA data (``ragpress train attention-probe``) turns them into the probability that
-the sentence answers the question; sentences are kept by probability until the budget is met,
-in their original order. Contexts longer than ``chunk_tokens`` are read in chunks that each end
-with the question.
+A small decoder reads ``context + question + "Answer:"``. The attention of the last
+:data:`~ragpress.onnx.wrappers.TAIL_ROWS` prompt positions (``"Answer:"`` and the question's last
+words; role ``attention-tail``) to each context token, per layer and head, is renormalised over
+the context span and pooled over each sentence's tokens (:data:`BLOCKS`: mean and max, of the
+final row and of the tail rows' mean, and the sentence's length). A logistic-regression probe
+trained on QA data (``ragpress train attention-probe``) reads the blocks its recipe names and
+turns them into the probability that the sentence answers the question; sentences are kept by
+probability until the budget is met, in their original order. Contexts longer than
+``chunk_tokens`` are read in chunks that each end with the question.
+
+DEV_FIGURES
 """
 
 from __future__ import annotations
