@@ -10,8 +10,9 @@ the test split stays for the benchmarks.
     ragpress train attention-probe --ship      # replaces ragpress/data/probe-<model>.npz
 
 Collecting features is the slow part (one proxy forward per item): the pooled blocks of every
-recipe are cached per split and setting in ``$RAGPRESS_HOME/trained/``, so a second run, or
-one with another recipe, only fits.
+recipe are cached per split and setting, in files of :data:`CHUNK_ITEMS` items, in
+``$RAGPRESS_HOME/trained/``, so a second run, one with another recipe, or one with more items
+only fits (or collects the items it lacks). Figures: ``ragpress.compressors.attention_probe``.
 """
 
 from __future__ import annotations
