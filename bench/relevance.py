@@ -122,43 +122,61 @@ def _progress(row: dict[str, Any]) -> None:
 #: Timed in turns against ``relevance`` (the issue's bars: at most 1.5x embedding-similarity's
 #: time, at least 10x faster than attention-probe).
 SPEED_METHODS = ("relevance", "embedding-similarity", "attention-probe")
+#: The pipeline against entropy alone, in turns at 8x and 16x (the bar: at most half its time).
+PIPELINE_SPEED_METHODS = ("entropy", "relevance+entropy")
+_PIPELINE_SPEED = "pipeline speed (in turns, same items)"
 
 
-def speed_rows(items: list[QAItem], repeats: int = 1) -> list[dict[str, Any]]:
-    """``SPEED_METHODS`` timed in turns on the same items at 4x."""
-    compressors = {name: ragpress.get_compressor(name) for name in SPEED_METHODS}
+def speed_rows(
+    items: list[QAItem],
+    methods: Sequence[str] = SPEED_METHODS,
+    rate: float = 0.25,
+    baselines: Sequence[str] = ("embedding-similarity", "relevance"),
+    repeats: int = 1,
+) -> list[dict[str, Any]]:
+    """``methods`` timed in turns on the same items at ``rate``, each total over each
+    baseline's."""
+    compressors = {name: ragpress.get_compressor(name) for name in methods}
     for compressor in compressors.values():
         warm_up(compressor)
     totals = {name: 0.0 for name in compressors}
     tokens = sum(ragpress.get_compressor("first-k").tokenizer.count(i.context()) for i in items)
     for item in items:
         calls: dict[str, Callable[[], Any]] = {
-            name: functools.partial(_compress_at_4x, compressor, item)
+            name: functools.partial(_compress, compressor, item, rate)
             for name, compressor in compressors.items()
         }
-        timings = measure_interleaved(
-            calls,
-            warmup=0,
-            repeats=repeats,
-        )
-        for name, timing in timings.items():
+        for name, timing in measure_interleaved(calls, warmup=0, repeats=repeats).items():
             totals[name] += timing.mean_ms
     return [
         {
             "method": name,
-            "backend": "{backend} {variant}".format(**compressors[name].settings),
+            "target": f"{round(1 / rate)}x",
+            "backend": _backend(compressors[name]),
             "items": len(items),
             "ms_per_item": round(total / len(items), 1),
             "ms_per_1k_tokens": round(1000 * total / max(tokens, 1), 1),
-            "time_vs_embedding_similarity": round(total / totals["embedding-similarity"], 2),
-            "time_vs_relevance": round(total / totals["relevance"], 2),
+            **{
+                f"time_vs_{base.replace('-', '_').replace('+', '_')}": round(
+                    total / totals[base], 2
+                )
+                for base in baselines
+            },
         }
         for name, total in totals.items()
     ]
 
 
-def _compress_at_4x(compressor: Any, item: QAItem) -> Any:
-    return compressor.compress(item.documents(), item.question, rate=0.25)
+def _backend(compressor: Any) -> str:
+    """``onnx int8`` for a model compressor; a pipeline's stages joined by ``+``."""
+    stages = getattr(compressor, "stages", None)
+    if stages:
+        return " + ".join(_backend(stage) for stage in stages)
+    return "{backend} {variant}".format(**compressor.settings)
+
+
+def _compress(compressor: Any, item: QAItem, rate: float) -> Any:
+    return compressor.compress(item.documents(), item.question, rate=rate)
 
 
 def reader_rows(items: list[QAItem], methods: Sequence[str], rate: float) -> list[dict[str, Any]]:
@@ -182,6 +200,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS)
     parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
     parser.add_argument("--speed-items", type=int, default=30)
+    parser.add_argument(
+        "--pipeline-speed-items", type=int, default=0, help="entropy vs relevance+entropy"
+    )
     parser.add_argument("--reader-items", type=int, default=0)
     parser.add_argument("--name", default="relevance")
     args = parser.parse_args(argv)
@@ -192,6 +213,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.speed_items and "other-article" in items:
         speed_items = load_setting(args.split, "other-article", args.speed_items)
         extra[_SPEED] = speed_rows(speed_items)
+    if args.pipeline_speed_items:
+        speed_items = load_setting(args.split, "other-article", args.pipeline_speed_items)
+        extra[_PIPELINE_SPEED] = [
+            row
+            for rate in (1 / 8, 1 / 16)
+            for row in speed_rows(speed_items, PIPELINE_SPEED_METHODS, rate, ("entropy",))
+        ]
     if args.reader_items:
         reader_items = load_setting(args.split, "other-article", args.reader_items)
         extra["reader (Qwen2.5-0.5B, 4x contexts, other-article)"] = reader_rows(
@@ -227,6 +255,13 @@ def relevance_paragraph(results: Results) -> str:
         text += f", in {factor}x embedding-similarity's time"
     if "attention-probe" in speed:
         text += f" and 1/{speed['attention-probe']['time_vs_relevance']} of attention-probe's"
+    shares = [
+        f"{row['time_vs_entropy']}x at {row['target']}"
+        for row in result.get("extra", {}).get(_PIPELINE_SPEED, [])
+        if row["method"] == "relevance+entropy"
+    ]
+    if shares:
+        text += f"; relevance+entropy takes {' and '.join(shares)} entropy's time (in turns)"
     return text + "."
 
 

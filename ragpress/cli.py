@@ -419,6 +419,14 @@ def train_relevance(
         int | None, typer.Option(help="Optimizer steps (batch 16; default: one epoch).")
     ] = None,
     train_layers: Annotated[int, typer.Option(help="Top encoder layers trained.")] = 6,
+    init: Annotated[
+        str, typer.Option(help="Start from: minilm-l6 (fresh head) or minilm-l6-relevance.")
+    ] = "minilm-l6",
+    ranking_weight: Annotated[
+        float, typer.Option(help="Weight of the sentence ranking loss.")
+    ] = 0.0,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (one cycle).")] = 1.5e-4,
+    seed: Annotated[int, typer.Option(help="Seed of the pair sample and batch order.")] = 0,
     out: Annotated[str | None, typer.Option("--out", "--output", help=OUT_HELP)] = None,
     ship: Annotated[bool, typer.Option(help=SHIP_HELP)] = False,
     export: Annotated[bool, typer.Option(help="With --ship: export the model after.")] = True,
@@ -431,6 +439,10 @@ def train_relevance(
         pairs=pairs,
         max_steps=steps,
         train_layers=train_layers,
+        init=init,
+        ranking_weight=ranking_weight,
+        lr=lr,
+        seed=seed,
         output=output,
         export=export and ship,  # the catalogue's minilm-l6-relevance applies the shipped delta
     )

@@ -75,7 +75,7 @@ def test_without_a_budget_noise_only_retrieval_keeps_nothing(relevance):
     noise = relevance.compress(NOISE, QUESTION)
     assert noise.is_empty and noise.budget_tokens is None
     found = relevance.compress([*NOISE, _sample_documents()[0]], QUESTION)
-    assert "Fuel dilution of the engine oil" in found.text
+    assert ANSWER in found.text
     assert not any(sentence in found.text for sentence in NOISE)
 
 
@@ -101,9 +101,9 @@ def test_long_documents_go_in_windows_of_one_batched_run(relevance, monkeypatch)
 @pytest.mark.real_model
 def test_onnx_matches_torch_and_int8_keeps_decisions():
     documents = _sample_documents()
-    onnx = ragpress.get_compressor("relevance")
+    onnx = ragpress.get_compressor("relevance", variant="fp32")
     torch = ragpress.get_compressor("relevance", backend="torch")
-    int8 = ragpress.get_compressor("relevance", variant="int8")
+    int8 = ragpress.get_compressor("relevance")  # the CPU default
     a = onnx.compress(documents, QUESTION, rate=0.3)
     b = torch.compress(documents, QUESTION, rate=0.3)
     c = int8.compress(documents, QUESTION, rate=0.3)
@@ -141,4 +141,4 @@ def test_when_no_sentence_fits_it_keeps_a_run_of_words_of_the_best_one(relevance
     assert 0 < result.compressed_tokens <= result.budget_tokens
     answer_sentence = manual[manual.index("If the oil smells") :]
     assert result.text in answer_sentence  # one run of words of it, as written
-    assert "version 4.2" in result.text
+    assert "engine control software to version 4" in result.text

@@ -1,0 +1,62 @@
+"""The relevance recipe's sentence ranking loss: it scores sentences as the compressor ranks
+them (mean keep logit) and asks the answer sentence to come first."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ragpress.training.relevance import Batch, sentence_ranking_loss  # noqa: E402
+
+
+def _batch(sentence: list[list[int]], keep: list[list[float]]) -> Batch:
+    return Batch(
+        ids=None,
+        mask=None,
+        keep=torch.tensor(keep),
+        relevant=None,
+        sentence=torch.tensor(sentence),
+    )
+
+
+# One window: [CLS] q [SEP] | sentence 0 (2 tokens) | sentence 1 (2 tokens), the answer | [SEP]
+SENTENCE = [[-1, -1, -1, 0, 0, 1, 1, -1]]
+KEEP = [[-100, -100, -100, 0, 0, 0.6, 1.0, -100]]
+
+
+def test_is_low_when_the_answer_sentence_ranks_first_and_high_when_it_does_not():
+    right = torch.tensor([[0.0, 0, 0, -3, -3, 3, 3, 0]])
+    wrong = -right
+    assert sentence_ranking_loss(right, _batch(SENTENCE, KEEP)) < 0.01
+    assert sentence_ranking_loss(wrong, _batch(SENTENCE, KEEP)) > 5.0
+
+
+def test_scores_a_sentence_by_the_mean_of_its_tokens_not_their_sum():
+    # sentence 0 has a large sum over many tokens, sentence 1 the higher mean: ranked first
+    sentence = [[-1, 0, 0, 0, 0, 1, -1]]
+    keep = [[-100, 0, 0, 0, 0, 1.0, -100]]
+    logits = torch.tensor([[0.0, 1, 1, 1, 1, 2, 0]])
+    expected = torch.logsumexp(torch.tensor([1.0, 2.0]), 0) - 2.0
+    assert sentence_ranking_loss(logits, _batch(sentence, keep)) == pytest.approx(
+        float(expected), abs=1e-6
+    )
+
+
+def test_skips_windows_it_cannot_rank_and_keeps_the_graph():
+    # no answer sentence; only answer sentences; padding only
+    sentence = [[-1, 0, 0, 1, -1], [-1, 0, 0, 0, -1], [-1, -1, -1, -1, -1]]
+    keep = [[-100, 0, 0, 0, -100], [-100, 1, 1, 1, -100], [-100] * 5]
+    logits = torch.zeros((3, 5), requires_grad=True)
+    loss = sentence_ranking_loss(logits, _batch(sentence, keep))
+    assert loss.item() == 0.0
+    loss.backward()  # a zero that still belongs to the graph: the training step runs
+    assert logits.grad is not None
+
+
+def test_pushes_the_answer_sentence_up():
+    logits = torch.zeros((1, 8), requires_grad=True)
+    sentence_ranking_loss(logits, _batch(SENTENCE, KEEP)).backward()
+    grad = logits.grad[0]
+    assert (grad[5:7] < 0).all() and (grad[3:5] > 0).all()  # descent raises the answer's logits
+    assert grad[:3].abs().sum() == 0 and grad[7] == 0  # question and [SEP] untouched
