@@ -41,8 +41,8 @@ from ragpress.training.qa import QAItem, Setting, Split, answer_in, load_setting
 #: Train items per setting (gold-only items are ~5x cheaper: one passage per forward). Few,
 #: for want of CPU when the shipped probe was fit (a forward took 3-60 s on a shared 2-core
 #: machine): more is the first thing to try; the cache resumes from these.
-TRAIN_ITEMS = {"other-article": 25, "same-article": 25, "gold-only": 50}
-DEV_ITEMS = {"other-article": 100, "same-article": 50}
+TRAIN_ITEMS: dict[Setting, int] = {"other-article": 25, "same-article": 25, "gold-only": 50}
+DEV_ITEMS: dict[Setting, int] = {"other-article": 100, "same-article": 50}
 #: The tail rows' mean attention per layer and head, and the sentence's length: on dev it beat
 #: the final row alone, adding the max or the final row, and per-layer means (module notes).
 RECIPE = "tail-mean+length"
@@ -127,8 +127,8 @@ def survival(data: Collected, scores: np.ndarray, rate: float) -> float:
 def train(
     *,
     model: str = "smollm2-135m",
-    items: dict[str, int] | None = None,
-    eval_items: dict[str, int] | None = None,
+    items: dict[Setting, int] | None = None,
+    eval_items: dict[Setting, int] | None = None,
     recipe: str = RECIPE,
     l2_grid: Sequence[float] = L2_GRID,
     output: Path | None = None,
