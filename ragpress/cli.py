@@ -337,19 +337,40 @@ def _trained_output(name: str, out: str | None, ship: bool) -> Path:
 @train_app.command("attention-probe")
 def train_attention_probe(
     model: Annotated[str, typer.Option(help="Proxy decoder (catalogue name).")] = "smollm2-135m",
-    items: Annotated[int, typer.Option(help="Training QA items.")] = 300,
-    eval_items: Annotated[int, typer.Option(help="Held-out dev items for ROC AUC.")] = 100,
+    items: Annotated[
+        int | None,
+        typer.Option(help="Train items of each distractor setting (other/same article)."),
+    ] = None,
+    gold_only_items: Annotated[
+        int | None, typer.Option(help="Train items with the gold passage alone.")
+    ] = None,
+    eval_items: Annotated[
+        int | None, typer.Option(help="Dev items of each distractor setting (L2, figures).")
+    ] = None,
+    recipe: Annotated[
+        str | None, typer.Option(help="Features, e.g. tail-mean+tail-max+length.")
+    ] = None,
     out: Annotated[str | None, typer.Option("--out", "--output", help=OUT_HELP)] = None,
     ship: Annotated[bool, typer.Option(help=SHIP_HELP)] = False,
 ) -> None:
-    """Train the attention probe on development QA data (bigbench disfl_qa)."""
-    from ragpress.training.attention_probe import train
+    """Train the attention probe on the QA development settings (bigbench disfl_qa); the
+    defaults reproduce the shipped probe."""
+    from ragpress.training.attention_probe import DEV_ITEMS, RECIPE, TRAIN_ITEMS, train
 
+    train_items = dict(TRAIN_ITEMS)
+    if items is not None:
+        train_items.update({"other-article": items, "same-article": items})
+    if gold_only_items is not None:
+        train_items["gold-only"] = gold_only_items
+    dev_items = dict(DEV_ITEMS)
+    if eval_items is not None:
+        dev_items = {setting: eval_items for setting in dev_items}
     try:
         stats = train(
             model=model,
-            items=items,
-            eval_items=eval_items,
+            items=train_items,
+            eval_items=dev_items,
+            recipe=recipe or RECIPE,
             output=Path(out) if out else None,
             ship=ship,
         )

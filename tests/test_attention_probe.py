@@ -20,14 +20,30 @@ def probe():
     return ragpress.get_compressor("attention-probe")
 
 
-def test_attention_rows_export_matches_torch():
-    manifest = json.loads((prepare("smollm2-135m", "attention") / MANIFEST).read_text())
+@pytest.mark.parametrize("role", ["attention", "attention-tail"])
+def test_attention_rows_export_matches_torch(role):
+    manifest = json.loads((prepare("smollm2-135m", role) / MANIFEST).read_text())
     assert manifest["parity"]["max_abs_diff"] < 1e-4
 
 
-def test_features_are_layers_times_heads_per_sentence(probe):
+def test_tail_rows_end_with_the_final_row():
+    from ragpress.onnx.models import AttentionRows, AttentionTailRows
+    from ragpress.onnx.wrappers import TAIL_ROWS
+
+    tail = AttentionTailRows()
+    ids = tail.tokenizer.encode(f"{FUEL}\n\nQuestion: {QUESTION}\nAnswer:")
+    (rows,) = tail.rows([ids])
+    assert rows.shape == (30, 9, TAIL_ROWS, len(ids))
+    np.testing.assert_allclose(rows[:, :, -1], AttentionRows().rows([ids])[0], atol=1e-5)
+    np.testing.assert_allclose(rows.sum(axis=-1), 1.0, atol=1e-4)
+
+
+def test_features_follow_the_probe_recipe(probe):
+    units, raw, heads = probe.sentence_raw_features([FUEL, *NOISE], QUESTION)
+    assert heads == 9 and raw.shape == (len(units), 4 * 30 * 9 + 1)
+    assert np.isfinite(raw).all()
     units, features = probe.sentence_features([FUEL, *NOISE], QUESTION)
-    assert features.shape == (len(units), 30 * 9)
+    assert features.shape == (len(units), len(probe.probe.weights))
     assert np.isfinite(features).all()
     assert len(units) == 4 + len(NOISE)  # FUEL has four sentences, each noise passage one
 

@@ -1,19 +1,32 @@
 """Attention-probe sentence filter (after Sentinel, "Attention Probing of Proxy Models for LLM
 Context Compression", 2025; our own implementation from the paper).
 
-A small decoder reads ``context + question + "Answer:"``. The attention of the final position to
-each context token, per layer and head, is renormalised over the context span and averaged over
-each sentence's tokens: L x H features per sentence (270 for SmolLM2-135M). A logistic-regression
-probe trained on QA data (``ragpress train attention-probe``) turns them into the probability that
-the sentence answers the question; sentences are kept by probability until the budget is met,
-in their original order. Contexts longer than ``chunk_tokens`` are read in chunks that each end
-with the question.
+A small decoder reads ``context + question + "Answer:"``. The attention of the last
+:data:`~ragpress.onnx.wrappers.TAIL_ROWS` prompt positions (``"Answer:"`` and the question's last
+words; role ``attention-tail``) to each context token, per layer and head, is renormalised over
+the context span and pooled over each sentence's tokens (:data:`BLOCKS`: mean and max, of the
+final row and of the tail rows' mean, and the sentence's length). A logistic-regression probe
+trained on QA data (``ragpress train attention-probe``) reads the blocks its recipe names and
+turns them into the probability that the sentence answers the question; sentences are kept by
+probability until the budget is met, in their original order. Contexts longer than
+``chunk_tokens`` are read in chunks that each end with the question.
+
+Dev figures (``ragpress train attention-probe``; dev split: 100 other-article and 50
+same-article items, 4,405 sentences, 3.6% holding an answer): the shipped probe (recipe
+``tail-mean+length``, L2 100, fit on 100 train items: 25 other-article, 25 same-article, 50
+gold-only) ranks answer sentences at ROC AUC 0.932 (0.942 / 0.910 on the two settings), against
+0.749 for the first probe (final row only, fit on 300 items). Kept by its scores at 4x / 8x,
+the answer survives in 94 / 77% of other-article and 90 / 76% of same-article dev items (first
+probe: 55 / 35% and 54 / 30%; ``embedding-similarity`` on the same items: 99 / 89% and 96 /
+82%). On the same data the final row alone refit scores 0.67, adding the max over tokens 0.924,
+the final row 0.927, per-layer means of the heads 0.91 (one head's tail max alone reaches 0.90
+on other-article dev items, the best head's final-row max 0.66).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
@@ -23,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ragpress.model_compressor import ModelCompressor
-from ragpress.onnx.models import AttentionRows
+from ragpress.onnx.models import AttentionTailRows
 from ragpress.registry import register
 from ragpress.selection import Units
 from ragpress.text import align_tokens_to_words, trimmed_sentence_spans
@@ -31,17 +44,27 @@ from ragpress.types import CompressionRequest, CompressionResult
 
 PROMPT_TAIL = "\n\nQuestion: {query}\nAnswer:"
 DOC_JOIN = "\n\n"
+#: Pooled blocks per sentence, each L*H wide but ``length`` (one column): the mean and the max
+#: over the sentence's tokens of the final position's attention (``final-*``) and of the mean
+#: attention of the last K prompt positions (``tail-*``), as log of the share relative to
+#: uniform; ``length`` is the log of the sentence's token count.
+BLOCKS = ("final-mean", "final-max", "tail-mean", "tail-max", "length")
+#: The features of the first shipped probe: the final position's mean attention alone.
+LEGACY_RECIPE = "final-mean"
+_FLOOR = 1e-3  # added before the log: a sentence with no attention at all stays finite
 
 
 @dataclass(frozen=True)
 class Probe:
-    """Logistic regression over standardised log attention features."""
+    """Logistic regression over standardised log attention features (``recipe``: which ones,
+    see :func:`recipe_features`; probes saved before recipes existed read ``final-mean``)."""
 
     weights: np.ndarray
     bias: float
     mean: np.ndarray
     scale: np.ndarray
     model: str
+    recipe: str = LEGACY_RECIPE
 
     def probability(self, features: np.ndarray) -> np.ndarray:
         logits = ((features - self.mean) / self.scale) @ self.weights + self.bias
@@ -55,6 +78,7 @@ class Probe:
             mean=self.mean,
             scale=self.scale,
             model=np.array(self.model),
+            recipe=np.array(self.recipe),
             **{f"stat_{k}": np.array(v) for k, v in stats.items()},  # type: ignore[arg-type]
         )
 
@@ -67,6 +91,7 @@ class Probe:
                 data["mean"],
                 data["scale"],
                 str(data["model"]),
+                str(data["recipe"]) if "recipe" in data else LEGACY_RECIPE,
             )
 
     @classmethod
@@ -95,7 +120,7 @@ class _Chunk:
 class AttentionProbeCompressor(ModelCompressor):
     """Model options: see ``ragpress.model_compressor`` (one row per forward: batch_size 1)."""
 
-    runner_class = AttentionRows
+    runner_class = AttentionTailRows
     default_rate: float | None = 0.5
     requires_query = True
 
@@ -147,10 +172,31 @@ class AttentionProbeCompressor(ModelCompressor):
     def sentence_features(
         self, documents: Sequence[str], query: str, timings: dict[str, float] | None = None
     ) -> tuple[Units, np.ndarray]:
-        """Sentence units of ``documents`` and their (n, L*H) attention features.
+        """Sentence units of ``documents`` and their features (the probe's recipe).
 
         ``timings``, if given, receives the seconds of the decoder forward (``forward``) and of
         the feature pooling (``probe``)."""
+        timings = {} if timings is None else timings
+        recipe = self.probe.recipe
+        units, raw, heads = self.sentence_raw_features(
+            documents, query, timings, blocks=recipe_blocks(recipe)
+        )
+        started = time.perf_counter()
+        features = recipe_features(raw, heads, recipe)
+        timings["probe"] += time.perf_counter() - started
+        return units, features
+
+    def sentence_raw_features(
+        self,
+        documents: Sequence[str],
+        query: str,
+        timings: dict[str, float] | None = None,
+        *,
+        blocks: frozenset[str] = frozenset(BLOCKS),
+    ) -> tuple[Units, np.ndarray, int]:
+        """Sentence units, their pooled blocks (n, 4*L*H + 1; see :data:`BLOCKS`) and the
+        proxy's heads per layer: what every recipe is cut from (training caches these).
+        Only ``blocks`` are computed; the others' columns stay 0."""
         timings = {} if timings is None else timings
         started = time.perf_counter()
         spans = [
@@ -168,12 +214,12 @@ class AttentionProbeCompressor(ModelCompressor):
         forward_started = time.perf_counter()
         rows = self.runner.rows(encoded["input_ids"])
         timings["forward"] = time.perf_counter() - forward_started
-        layers_heads = int(np.prod(rows[0].shape[:2])) if rows else 0
-        features = np.zeros((len(spans), layers_heads))
+        layers, heads = rows[0].shape[:2] if rows else (0, 0)
+        raw = np.zeros((len(spans), len(BLOCKS[:-1]) * layers * heads + 1))
         for chunk, offsets, attention in zip(chunks, encoded["offset_mapping"], rows, strict=True):
-            features[chunk.units] = _chunk_features(chunk, offsets, attention)
+            raw[chunk.units] = _chunk_features(chunk, offsets, attention, blocks)
         timings["probe"] = time.perf_counter() - started - timings["forward"]
-        return units, features
+        return units, raw, int(heads)
 
     def _chunks(
         self, documents: Sequence[str], spans: list[tuple[int, int, int]], query: str
@@ -218,15 +264,94 @@ def _build_chunk(
     return _Chunk("".join(parts) + tail, ranges, members)
 
 
-def _chunk_features(chunk: _Chunk, offsets: Sequence, attention: np.ndarray) -> np.ndarray:
-    """(sentences, L*H): log of mean attention per sentence token, relative to uniform."""
+def recipe_blocks(recipe: str) -> frozenset[str]:
+    """The :data:`BLOCKS` a recipe reads (an unknown term is refused, naming the choices)."""
+    blocks = set()
+    for term in recipe.split("+"):
+        block, _, pool = term.partition("@")
+        if block not in BLOCKS or pool not in ("", "layer"):
+            raise ValueError(
+                f"unknown probe feature {term!r} in recipe {recipe!r}: use blocks of "
+                f"{', '.join(BLOCKS)} (optionally block@layer) joined by '+'"
+            )
+        blocks.add(block)
+    return frozenset(blocks)
+
+
+def recipe_features(raw: np.ndarray, heads: int, recipe: str) -> np.ndarray:
+    """The columns of ``raw`` (see :meth:`AttentionProbeCompressor.sentence_raw_features`) a
+    recipe names: blocks of :data:`BLOCKS` joined by ``+``; ``block@layer`` averages a block's
+    heads per layer (L columns instead of L*H)."""
+    recipe_blocks(recipe)
+    width = (raw.shape[1] - 1) // (len(BLOCKS) - 1)
+    parts = []
+    for term in recipe.split("+"):
+        block, _, pool = term.partition("@")
+        if block == "length":
+            parts.append(raw[:, -1:])
+            continue
+        index = BLOCKS.index(block)
+        values = raw[:, index * width : (index + 1) * width]
+        if pool:
+            values = values.reshape(len(raw), -1, heads).mean(axis=2)
+        parts.append(values)
+    return np.hstack(parts)
+
+
+def _chunk_features(
+    chunk: _Chunk, offsets: Sequence, attention: np.ndarray, blocks: frozenset[str]
+) -> np.ndarray:
+    """(sentences, 4*L*H + 1): the :data:`BLOCKS` of each sentence of a chunk (those not in
+    ``blocks`` left 0), from its (L, H, K, S) tail rows (or (L, H, S): the final row alone)."""
     token_sentence = align_tokens_to_words(offsets, chunk.ranges)
     context = np.flatnonzero(token_sentence >= 0)
-    rows = attention.reshape(-1, attention.shape[-1])[:, context]  # (L*H, context tokens)
-    rows = rows / np.maximum(rows.sum(axis=1, keepdims=True), 1e-12) * len(context)
-    members = token_sentence[context]
-    counts = np.bincount(members, minlength=len(chunk.ranges)).astype(np.float64)
-    sums = np.zeros((rows.shape[0], len(chunk.ranges)))
-    np.add.at(sums.T, members, rows.T)
-    mean = sums / np.maximum(counts, 1)
-    return np.log(mean.T + 1e-3)
+    members = token_sentence[context]  # non-decreasing: sentences are in prompt order
+    sentences = len(chunk.ranges)
+    counts = np.bincount(members, minlength=sentences)
+    if attention.ndim == 3:
+        attention = attention[:, :, None, :]
+    layers, heads = attention.shape[:2]
+    present = np.flatnonzero(counts)
+    starts = np.searchsorted(members, present)
+    # each row as a share of its attention to the context, relative to uniform (1.0 = an
+    # average context token): a scale per row, applied before the (smaller) context columns
+    # are copied out
+    outside = np.flatnonzero(token_sentence < 0)
+    context_sum = attention.sum(axis=-1) - attention[..., outside].sum(axis=-1)
+    scale = len(context) / np.maximum(context_sum, 1e-12)  # (L, H, K)
+    pooled = {}
+    for source in ("final", "tail"):
+        wanted = [f"{source}-mean" in blocks, f"{source}-max" in blocks]
+        if not any(wanted):
+            continue
+        if source == "final":
+            share = attention[:, :, -1, :] * scale[:, :, -1:]
+        else:
+            share = np.einsum("lhks,lhk->lhs", attention, scale) / attention.shape[2]
+        rows = share[..., context].reshape(layers * heads, -1).astype(np.float64)
+        if wanted[0]:
+            pooled[f"{source}-mean"] = _pool(np.add.reduceat, rows, starts, present, sentences)
+            pooled[f"{source}-mean"][:, present] /= counts[present]
+        if wanted[1]:
+            pooled[f"{source}-max"] = _pool(np.maximum.reduceat, rows, starts, present, sentences)
+    width = layers * heads
+    features = np.zeros((sentences, (len(BLOCKS) - 1) * width + 1))
+    for index, block in enumerate(BLOCKS[:-1]):
+        if block in pooled:
+            features[:, index * width : (index + 1) * width] = np.log(pooled[block] + _FLOOR).T
+    features[:, -1] = np.log(np.maximum(counts, 1))
+    return features
+
+
+def _pool(
+    reduce: Callable[..., np.ndarray],
+    rows: np.ndarray,
+    starts: np.ndarray,
+    present: np.ndarray,
+    n: int,
+) -> np.ndarray:
+    """``reduce`` over each sentence's (contiguous) tokens: (L*H, n), 0 where it has none."""
+    pooled = np.zeros((rows.shape[0], n))
+    if len(present):
+        pooled[:, present] = reduce(rows, starts, axis=1)
+    return pooled

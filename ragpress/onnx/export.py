@@ -3,7 +3,8 @@
 Roles export only what their compressor reads, so no vocabulary-sized tensor leaves the graph:
 ``nll`` returns per-token negative log-likelihood (B, S) with log-softmax and gather inside the
 graph; ``token-logits`` returns token-classification logits (B, S, C); ``attention`` returns
-the final position's attention to every position, per layer and head (B, L, H, S); ``hidden``
+the final position's attention to every position, per layer and head (B, L, H, S)
+(``attention-tail``: of each of the last few positions, (B, L, H, K, S)); ``hidden``
 returns an encoder's last hidden states (B, S, D), for sentence embeddings; ``relevance`` returns
 a cross-encoder's relevance logit at position 0 and its keep logit at every other position (B, S).
 
@@ -249,7 +250,7 @@ def _check_parity(graph: Path, sample: dict, reference: np.ndarray, role: Role) 
             spearman=_spearman(ours, theirs),
             tokens=int(mask.sum()),
         )
-    if role == "attention":
+    if role in ("attention", "attention-tail"):
         return Parity(max_abs_diff=float(np.abs(output - reference).max()), tokens=int(mask.sum()))
     if role == "relevance":
         ours, theirs = output[mask], reference[mask]
@@ -341,6 +342,7 @@ _OUTPUT = {
     "nll": "nll",
     "token-logits": "logits",
     "attention": "attention",
+    "attention-tail": "attention",
     "hidden": "hidden",
     "relevance": "relevance",
 }

@@ -3,9 +3,10 @@
 ``TokenScorer`` gives per-token negative log-likelihoods from a causal LM (role ``nll``);
 ``TokenTagger`` gives token-classification logits from an encoder (role ``token-logits``);
 ``TokenEmbedder`` an encoder's last hidden states (role ``hidden``); ``AttentionRows`` the last
-position's attention; ``RelevanceScorer`` a cross-encoder's relevance and keep logits (role
-``relevance``). All take lists of token id sequences and return one array per sequence
-from one ``run()``, which reports its seconds to the forward clocks of :mod:`ragpress.timing`
+position's attention (``AttentionTailRows``: the last few positions'); ``RelevanceScorer`` a
+cross-encoder's relevance and keep logits (role ``relevance``). All take lists of token id
+sequences and return one array per sequence from one ``run()``, which reports its seconds to
+the forward clocks of :mod:`ragpress.timing`
 (``result.timings["forward"]``). Their tokenizers are ``ragpress.onnx.tokenizer.ModelTokenizer``,
 read from the export folder with ``tokenizers`` alone: the ONNX path never imports torch or
 transformers.
@@ -203,6 +204,15 @@ class AttentionRows(_RoleModel):
 
     def rows(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
         return self.run(sequences)
+
+
+class AttentionTailRows(AttentionRows):
+    """The attention of each of the last K positions (``ragpress.onnx.wrappers.TAIL_ROWS``) to
+    every position, per layer and head: (L, H, K, S); the last of the K rows is
+    :class:`AttentionRows`'s row."""
+
+    role: Role = "attention-tail"
+    sequence_axis: int = 4
 
 
 class RelevanceScorer(_RoleModel):

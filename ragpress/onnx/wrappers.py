@@ -3,7 +3,8 @@ encoder wrapped to return only what its compressor reads.
 
 ``nll``: per-token negative log-likelihood (B, S); ``token-logits``: token-classification
 logits (B, S, C); ``attention``: the final position's attention to every position, per layer
-and head (B, L, H, S). ``fused=True`` swaps in the fused attention of ``ragpress.onnx.fusion``
+and head (B, L, H, S); ``attention-tail``: the same for each of the last :data:`TAIL_ROWS`
+positions (B, L, H, K, S). ``fused=True`` swaps in the fused attention of ``ragpress.onnx.fusion``
 (the exported graphs); the parity reference is the unchanged model.
 """
 
@@ -67,6 +68,18 @@ def attention_wrapper(model: Any, fused: bool = False) -> Any:
     Rows are exact when the last position is a real token, i.e. with no right padding (the
     runtime runs this role one sequence at a time).
     """
+    return _attention_rows(model, fused, tail=1)
+
+
+def attention_tail_wrapper(model: Any, fused: bool = False) -> Any:
+    """Attention of each of the last :data:`TAIL_ROWS` positions (the question tail of a probe
+    prompt) to every position, per layer and head: (B, L, H, K, S), K = min(TAIL_ROWS, S).
+    As :func:`attention_wrapper` otherwise; the last row is that role's row."""
+    return _attention_rows(model, fused, tail=TAIL_ROWS)
+
+
+def _attention_rows(model: Any, fused: bool, tail: int) -> Any:
+    """``tail`` 1: (B, L, H, S); more: (B, L, H, K, S) for the last K = ``tail`` positions."""
     import torch
     from transformers import AttentionInterface
     from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
@@ -76,8 +89,14 @@ def attention_wrapper(model: Any, fused: bool = False) -> Any:
 
     def probe_attention(module, query, key, value, attention_mask, **kwargs):
         keys = repeat_kv(key, module.num_key_value_groups)
-        scores = torch.matmul(query[:, :, -1:, :], keys.transpose(-1, -2)) * module.scaling
-        rows.append(torch.softmax(scores.float(), dim=-1)[:, :, 0, :])
+        scores = torch.matmul(query[:, :, -tail:, :], keys.transpose(-1, -2)) * module.scaling
+        if tail > 1:
+            # position p attends to 0..p only: mask the later positions each tail row would see
+            positions = torch.arange(keys.shape[-2], device=scores.device)
+            row_positions = positions[-scores.shape[-2] :].unsqueeze(-1)
+            scores = scores.masked_fill(positions > row_positions, float("-inf"))
+        probabilities = torch.softmax(scores.float(), dim=-1)
+        rows.append(probabilities[:, :, 0, :] if tail == 1 else probabilities)
         return forward(module, query, key, value, attention_mask, **kwargs)
 
     # Attention functions are registered globally by name: each wrapper takes its own name, so
@@ -163,11 +182,15 @@ def relevance_wrapper(model: Any, fused: bool = False) -> Any:
 
 
 PROBE_ATTENTION = "ragpress_probe"
+#: Tail positions the ``attention-tail`` role reads: ``"\nAnswer:"`` and the question's last
+#: words in a probe prompt (Sentinel reads the query's attention, not the final token's alone).
+TAIL_ROWS = 8
 _WRAPPER_IDS = itertools.count()
 WRAPPERS = {
     "nll": nll_wrapper,
     "token-logits": logits_wrapper,
     "attention": attention_wrapper,
+    "attention-tail": attention_tail_wrapper,
     "hidden": hidden_wrapper,
     "relevance": relevance_wrapper,
 }
