@@ -110,7 +110,7 @@ def select(
     if everything.tokens <= budget:
         return everything
     costs = unit_costs(tokenizer, unit_pieces(documents, units))
-    _fill(keep, order[~keep[order]], costs, budget - int(costs[keep].sum()))
+    fill_by_score(keep, order[~keep[order]], costs, budget - int(costs[keep].sum()))
     selection = render(documents, units, keep, tokenizer)
     # Unit costs are measured alone; joined text can differ by a few tokens. Trim to the budget.
     weakest_first = iter([i for i in order[::-1].tolist() if keep[i] and not units.forced[i]])
@@ -127,9 +127,10 @@ def select(
     return selection
 
 
-def _fill(keep: np.ndarray, candidates: np.ndarray, costs: np.ndarray, room: int) -> None:
-    """Greedy by score, skipping a unit that does not fit and trying the next ones: with
-    sentence units a long sentence must not leave the rest of the budget unused."""
+def fill_by_score(keep: np.ndarray, candidates: np.ndarray, costs: np.ndarray, room: int) -> None:
+    """Mark ``candidates`` (best first) kept, greedily within ``room``, skipping a unit that does
+    not fit and trying the next ones: with sentence units a long sentence must not leave the
+    rest of the budget unused."""
     prefix = np.cumsum(costs[candidates]) <= room  # the common case, vectorised
     taken = int(prefix.sum())
     keep[candidates[:taken]] = True

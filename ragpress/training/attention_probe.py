@@ -33,7 +33,7 @@ from ragpress.compressors.attention_probe import (
     recipe_features,
 )
 from ragpress.onnx.cache import home
-from ragpress.selection import unit_costs, unit_pieces
+from ragpress.selection import fill_by_score, unit_costs, unit_pieces
 from ragpress.training.logistic import fit_logistic, roc_auc
 from ragpress.training.outputs import output_path
 from ragpress.training.qa import QAItem, Setting, Split, answer_in, load_setting
@@ -112,15 +112,10 @@ def survival(data: Collected, scores: np.ndarray, rate: float) -> float:
     kept_answer = []
     for index, original in enumerate(data.original.tolist()):
         members = np.flatnonzero(data.group == index)
-        room = math.ceil(rate * original)
-        hit = False
-        for member in members[np.argsort(-scores[members], kind="stable")].tolist():
-            if room <= 0:
-                break
-            if data.cost[member] <= room:
-                room -= int(data.cost[member])
-                hit = hit or bool(data.y[member])
-        kept_answer.append(hit)
+        keep = np.zeros(len(members), dtype=bool)
+        order = np.argsort(-scores[members], kind="stable")
+        fill_by_score(keep, order, data.cost[members], math.ceil(rate * original))
+        kept_answer.append(bool(data.y[members][keep].any()))
     return float(np.mean(kept_answer))
 
 
