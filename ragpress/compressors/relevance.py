@@ -221,10 +221,16 @@ def _sentence_units(index: int, doc: EncodedDoc, probs: np.ndarray) -> Units:
     """The document's sentences, each scored by the mean keep probability of its sub-words
     (a sentence with no sub-word, e.g. only characters the encoder drops, scores 0)."""
     spans = trimmed_sentence_spans(doc.text)
-    starts = doc.words[doc.word, 0] if len(doc.ids) else np.zeros(0, dtype=np.int64)
-    bounds = np.asarray([a for a, _ in spans], dtype=np.int64)
-    sentence = np.searchsorted(bounds, starts, side="right") - 1
+    sentence = subword_sentences(doc, spans)
     total = np.bincount(sentence[sentence >= 0], probs[sentence >= 0], minlength=len(spans))
     count = np.bincount(sentence[sentence >= 0], minlength=len(spans))
     score = np.where(count > 0, total / np.maximum(count, 1), 0.0)
     return Units.from_spans([(index, a, b) for a, b in spans], score)
+
+
+def subword_sentences(doc: EncodedDoc, spans: Sequence[tuple[int, int]]) -> np.ndarray:
+    """The index in ``spans`` (the document's sentences, in order) of the sentence each sub-word
+    starts in (-1 before the first): how sentences are scored here and labelled in training."""
+    starts = doc.words[doc.word, 0] if len(doc.ids) else np.zeros(0, dtype=np.int64)
+    bounds = np.asarray([a for a, _ in spans], dtype=np.int64)
+    return np.searchsorted(bounds, starts, side="right") - 1

@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ragpress.compressors.relevance import subword_sentences
 from ragpress.compressors.token_classifier import chunk_bounds, encode_words
 from ragpress.text import trimmed_sentence_spans
 from ragpress.training.qa import (
@@ -167,8 +168,7 @@ def build_examples(
         question = question[:MAX_QUERY_TOKENS]
         kept = kept_sentences(pair.passage, pair.answers)
         starts = doc.words[doc.word, 0]
-        bounds = np.asarray([a for a, _ in trimmed_sentence_spans(pair.passage)], dtype=np.int64)
-        sentence = np.searchsorted(bounds, starts, side="right") - 1
+        sentence = subword_sentences(doc, trimmed_sentence_spans(pair.passage))
         token_keep = np.zeros(len(doc.ids))
         for a, b in kept:
             token_keep[(starts >= a) & (starts < b)] = sentence_label
