@@ -254,26 +254,31 @@ def sentence_ranking_loss(keep_logits: Any, batch: Batch) -> Any:
 
     losses = []
     for row in range(keep_logits.shape[0]):
-        scores, positive = _sentence_scores(keep_logits[row], batch.sentence[row], batch.keep[row])
-        if positive.any() and not positive.all():
+        ranked = _ranked_sentences(keep_logits[row], batch.sentence[row], batch.keep[row])
+        if ranked is not None:
+            scores, positive = ranked
             losses.append(torch.logsumexp(scores, 0) - torch.logsumexp(scores[positive], 0))
     return torch.stack(losses).mean() if losses else keep_logits.sum() * 0.0
 
 
-def _sentence_scores(keep_logits: Any, sentence: Any, keep: Any) -> tuple[Any, Any]:
-    """One window's sentences: the mean keep logit of each, and whether it holds an answer."""
+def _ranked_sentences(keep_logits: Any, sentence: Any, keep: Any) -> tuple[Any, Any] | None:
+    """One window's sentences: the mean keep logit of each, and whether it holds an answer;
+    None when there is nothing to rank (no answer sentence, or no other sentence)."""
     import torch
 
     inside = sentence >= 0
     index = sentence[inside]
     if not len(index):
-        return keep_logits[:0], torch.zeros(0, dtype=torch.bool)
+        return None
     sizes = torch.bincount(index)
     totals = torch.zeros(len(sizes)).index_add(0, index, keep_logits[inside])
     positive = torch.zeros(len(sizes), dtype=torch.bool)
     positive[index[keep[inside] > 0]] = True
     present = sizes > 0
-    return totals[present] / sizes[present], positive[present]
+    positive = positive[present]
+    if not positive.any() or positive.all():
+        return None
+    return totals[present] / sizes[present], positive
 
 
 def evaluate(model: Any, examples: Sequence[Example], pad_id: int) -> dict[str, float]:
@@ -299,10 +304,9 @@ def evaluate(model: Any, examples: Sequence[Example], pad_id: int) -> dict[str, 
             window_p.append(logits[:, 0, RELEVANT].numpy())
             window_y.append(tensors.relevant.numpy())
             for row in range(len(batch)):
-                scores, positive = _sentence_scores(
-                    logits[row, :, KEEP], tensors.sentence[row], keep[row]
-                )
-                if positive.any() and not positive.all():
+                ranked = _ranked_sentences(logits[row, :, KEEP], tensors.sentence[row], keep[row])
+                if ranked is not None:
+                    scores, positive = ranked
                     top_hits.append(bool(positive[scores.argmax()]))
     label, scores = np.concatenate(labels), np.concatenate(token_p)
     inside = label > 0
