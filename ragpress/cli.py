@@ -425,6 +425,9 @@ def train_relevance(
     ranking_weight: Annotated[
         float, typer.Option(help="Weight of the sentence ranking loss.")
     ] = 0.0,
+    answer_weight: Annotated[
+        float, typer.Option(help="Weight of the answer-token loss (where in a sentence).")
+    ] = 0.0,
     lr: Annotated[float, typer.Option(help="Peak learning rate (one cycle).")] = 1.5e-4,
     seed: Annotated[int, typer.Option(help="Seed of the pair sample and batch order.")] = 0,
     out: Annotated[str | None, typer.Option("--out", "--output", help=OUT_HELP)] = None,
@@ -441,6 +444,7 @@ def train_relevance(
         train_layers=train_layers,
         init=init,
         ranking_weight=ranking_weight,
+        answer_weight=answer_weight,
         lr=lr,
         seed=seed,
         output=output,

@@ -3,18 +3,18 @@ sentences for a question.
 
 After "Provence: efficient and robust context pruning for retrieval-augmented generation"
 (Chirkova et al., ICLR 2025); our own code and our own model. A MiniLM cross-encoder reads
-``[CLS] question [SEP] passage [SEP]`` and gives every passage token a keep logit and the passage
-a relevance logit at ``[CLS]``, from the same forward. Passages longer than the window go in
-sentence-aligned windows; every window of every document of every request runs in one batched
-call. A sentence's score is the mean keep probability of its tokens (Provence's sentence
-rounding); a document's relevance is the highest of its windows'.
+``[CLS] question [SEP] passage [SEP]`` and gives every passage token a keep logit and an answer
+logit, and the passage a relevance logit at ``[CLS]``, from the same forward. Passages longer
+than the window go in sentence-aligned windows; every window of every document of every request
+runs in one batched call. A sentence's score is the mean keep probability of its tokens
+(Provence's sentence rounding); a document's relevance is the highest of its windows'.
 
 What survives:
 
 * ``rate`` / ``target_tokens``: the best sentences until the budget (counted in the target
   tokenizer), kept in their original order; the room they leave (at high ratios often the whole
-  budget, when no answer sentence fits) goes to the best run of words of the best sentence left
-  out (``partial_sentence=False`` keeps whole sentences only);
+  budget, when no answer sentence fits) goes to the run of words of the best sentence left out
+  where the model reads the answer (``partial_sentence=False`` keeps whole sentences only);
 * neither: every sentence scoring at least ``threshold`` (default ``DEFAULT_THRESHOLD``): the
   context decides how much survives, and noise-only retrieval keeps nothing
   (``result.is_empty``).
@@ -27,8 +27,8 @@ aligned with the input). The default model, ``minilm-l6-relevance``, is ragpress
 Variant: int8 on CPU (``cpu_variant``). On 60 dev items per setting it keeps the answer as often
 as fp32 (2x / 4x / 8x / 16x, int8 against fp32: other-article 98/98/92/68% against 98/98/90/67%,
 same-article 100/95/83/68% against the same, gold-only 90/53/42/25% against 88/55/40/25%), and
-scoring the 180 items took 23.3 s against 44.3 s (the model before the ranking rounds; the graph
-is the same). ``variant="fp32"`` brings fp32 back.
+scoring the 180 items took 23.3 s against 44.3 s (measured on earlier rounds of the model; the
+graph's size is the same). ``variant="fp32"`` brings fp32 back.
 """
 
 from __future__ import annotations
@@ -48,15 +48,29 @@ from ragpress.text import aggregate_to_words, trimmed_sentence_spans
 from ragpress.types import DOCUMENT_SEPARATOR, CompressionRequest, CompressionResult
 
 DEFAULT_MODEL = "minilm-l6-relevance"
-#: Keep probability a sentence needs when no budget is given. Chosen on 40 dev items per setting
-#: (int8): 0.05 keeps the answer in 92% of (a) / (b) / (c) items with 13% / 17% / 54% of the
-#: tokens, returns nothing for at most 2% of them and for 95% of noise-only retrievals (60 items);
-#: 0.1 keeps it in 88% with 9% / 11% / 36%, 0.2 in 80%.
+#: Keep probability a sentence needs when no budget is given. Chosen on 60 dev items per setting
+#: (int8): 0.05 keeps the answer in 92% of (a) / (b) / (c) items with 10% / 15% / 43% of the
+#: tokens, returns nothing for at most 2% of them and for 92% of noise-only retrievals; 0.1
+#: keeps it in 90% with 7% / 10% / 33%, 0.2 in 80-82%.
 DEFAULT_THRESHOLD = 0.05
 #: Question sub-words in front of every window (as in training; longer questions are cut).
 MAX_QUERY_TOKENS = 48
 #: Least room (target tokens) worth filling with part of a sentence.
 MIN_PARTIAL_TOKENS = 4
+#: Channels of the model's (S, 2) logits: keep after ``[CLS]``; relevance at ``[CLS]``, and
+#: the answer logit after it (``ragpress.training.relevance``).
+KEEP, RELEVANT, ANSWER = 0, 1, 1
+
+
+@dataclass
+class ScoredDocument:
+    """One document as the model read it: its sub-words, each one's keep probability and answer
+    probability (where in a kept sentence the answer sits), and the document's relevance."""
+
+    doc: EncodedDoc
+    keep: np.ndarray
+    answer: np.ndarray
+    relevance: float
 
 
 @dataclass
@@ -112,11 +126,9 @@ class RelevanceCompressor(ModelCompressor):
 
     # -- model ---------------------------------------------------------------------------
 
-    def score(
-        self, requests: Sequence[CompressionRequest]
-    ) -> list[list[tuple[EncodedDoc, np.ndarray, float]]]:
-        """Per request, per document: its sub-words, their keep probabilities and the
-        document's relevance probability, from one batched run over every window."""
+    def score(self, requests: Sequence[CompressionRequest]) -> list[list[ScoredDocument]]:
+        """Per request, per document: its sub-words, their keep and answer probabilities and
+        the document's relevance probability, from one batched run over every window."""
         tokenizer = self.runner.tokenizer
         questions = tokenizer(
             [(r.query or "").strip() for r in requests], add_special_tokens=False
@@ -135,19 +147,19 @@ class RelevanceCompressor(ModelCompressor):
                 for w in windows
             ]
         )
-        keep = [[np.zeros(len(doc.ids)) for doc in request_docs] for request_docs in docs]
-        relevance = [[0.0] * len(request_docs) for request_docs in docs]
+        scored = [
+            [ScoredDocument(doc, np.zeros(len(doc.ids)), np.zeros(len(doc.ids)), 0.0) for doc in ds]
+            for ds in docs
+        ]
         for window, row in zip(windows, logits, strict=True):
             head = len(questions[window.request]) + 2
             probs = _sigmoid(row)
-            keep[window.request][window.doc][window.start : window.end] = probs[
-                head : head + window.end - window.start
-            ]
-            best = relevance[window.request][window.doc]
-            relevance[window.request][window.doc] = max(best, float(probs[0]))
-        return [
-            list(zip(docs[r], keep[r], relevance[r], strict=True)) for r in range(len(requests))
-        ]
+            passage = slice(head, head + window.end - window.start)
+            document = scored[window.request][window.doc]
+            document.keep[window.start : window.end] = probs[passage, KEEP]
+            document.answer[window.start : window.end] = probs[passage, ANSWER]
+            document.relevance = max(document.relevance, float(probs[0, RELEVANT]))
+        return scored
 
     # -- compression ---------------------------------------------------------------------
 
@@ -156,10 +168,10 @@ class RelevanceCompressor(ModelCompressor):
         return [self._compress_one(r, per_doc) for r, per_doc in zip(requests, scored, strict=True)]
 
     def _compress_one(
-        self, request: CompressionRequest, per_doc: list[tuple[EncodedDoc, np.ndarray, float]]
+        self, request: CompressionRequest, per_doc: list[ScoredDocument]
     ) -> CompressionResult:
         units = Units.concat(
-            [_sentence_units(index, doc, probs) for index, (doc, probs, _) in enumerate(per_doc)]
+            [_sentence_units(index, one.doc, one.keep) for index, one in enumerate(per_doc)]
         )
         threshold = self.threshold
         if request.rate is None and request.target_tokens is None and threshold is None:
@@ -174,7 +186,7 @@ class RelevanceCompressor(ModelCompressor):
         result = self.selection_result(
             request, selection, original=original, budget=budget, scores=scored_spans(units)
         )
-        scores = [relevance for _, _, relevance in per_doc]
+        scores = [scored.relevance for scored in per_doc]
         result.document_scores = scores
         if self.rerank and result.documents is not None:
             order = sorted(range(len(scores)), key=lambda d: -scores[d])
@@ -186,23 +198,24 @@ class RelevanceCompressor(ModelCompressor):
     def _with_partial_sentence(
         self,
         request: CompressionRequest,
-        per_doc: list[tuple[EncodedDoc, np.ndarray, float]],
+        per_doc: list[ScoredDocument],
         selection: Selection,
         budget: int,
     ) -> Selection:
         """The room whole sentences leave (at high ratios, often all of it: no answer sentence
         fits 1/16 of a passage) goes to the run of words of the best sentence left out with the
-        highest total keep probability (a word's: the mean of its sub-words'). On 40 dev items
-        at 8x / 16x this lifts (c) gold-only from 22% / 2% to 32% / 20%."""
+        highest total answer probability (a word's: the mean of its sub-words'), i.e. around
+        where the model reads the answer in it."""
         units = selection.units
         left_out = np.flatnonzero(~selection.keep & np.isfinite(units.score))
         if budget - selection.tokens < MIN_PARTIAL_TOKENS or not len(left_out):
             return selection
         best = left_out[np.argmax(units.score[left_out])]
-        doc, probs, _ = per_doc[int(units.doc[best])]
+        scored = per_doc[int(units.doc[best])]
+        doc = scored.doc
         start, end = int(units.start[best]), int(units.end[best])
         inside = np.flatnonzero((doc.words[:, 0] >= start) & (doc.words[:, 1] <= end))
-        score = np.nan_to_num(aggregate_to_words(probs, doc.word, len(doc.words))[inside])
+        score = np.nan_to_num(aggregate_to_words(scored.answer, doc.word, len(doc.words))[inside])
         words = Units.from_spans(
             [(int(units.doc[best]), int(a), int(b)) for a, b in doc.words[inside]], score
         )

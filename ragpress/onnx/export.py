@@ -6,7 +6,8 @@ graph; ``token-logits`` returns token-classification logits (B, S, C); ``attenti
 the final position's attention to every position, per layer and head (B, L, H, S)
 (``attention-tail``: of each of the last few positions, (B, L, H, K, S)); ``hidden``
 returns an encoder's last hidden states (B, S, D), for sentence embeddings; ``relevance`` returns
-a cross-encoder's relevance logit at position 0 and its keep logit at every other position (B, S).
+a cross-encoder's (B, S, 2) logits: each token's keep logit, and the relevance logit at position 0
+and each token's answer logit after it.
 
 Attention is exported as one fused onnxruntime op per layer (``ragpress.onnx.fusion``), not as
 the exporter's MatMul + Softmax decomposition; the parity reference stays the unchanged PyTorch

@@ -4,7 +4,7 @@
 ``TokenTagger`` gives token-classification logits from an encoder (role ``token-logits``);
 ``TokenEmbedder`` an encoder's last hidden states (role ``hidden``); ``AttentionRows`` the last
 position's attention (``AttentionTailRows``: the last few positions'); ``RelevanceScorer`` a
-cross-encoder's relevance and keep logits (role ``relevance``). All take lists of token id
+cross-encoder's keep, relevance and answer logits (role ``relevance``). All take lists of token id
 sequences and return one array per sequence from one ``run()``, which reports its seconds to
 the forward clocks of :mod:`ragpress.timing`
 (``result.timings["forward"]``). Their tokenizers are ``ragpress.onnx.tokenizer.ModelTokenizer``,
@@ -216,8 +216,9 @@ class AttentionTailRows(AttentionRows):
 
 
 class RelevanceScorer(_RoleModel):
-    """A cross-encoder over ``[CLS] question [SEP] passage [SEP]``: per sequence (S,), the
-    passage's relevance logit at position 0 and each token's keep logit after it."""
+    """A cross-encoder over ``[CLS] question [SEP] passage [SEP]``: per sequence (S, 2), each
+    token's keep logit (channel 0); the passage's relevance logit at position 0 and each
+    token's answer logit after it (channel 1)."""
 
     role: Role = "relevance"
     kind: Kind | None = "encoder"

@@ -164,9 +164,9 @@ def hidden_wrapper(model: Any, fused: bool = False) -> Any:
 
 
 def relevance_wrapper(model: Any, fused: bool = False) -> Any:
-    """A 2-channel token classifier read as a Provence-style cross-encoder: channel 1 at
-    ``[CLS]`` is the passage's relevance logit, channel 0 elsewhere each token's keep logit.
-    One (B, S) output, so nothing but what the compressor reads leaves the graph."""
+    """A 2-channel token classifier read as a Provence-style cross-encoder, (B, S, 2): channel 0
+    is each token's keep logit; channel 1 is the passage's relevance logit at ``[CLS]`` and each
+    token's answer logit after it."""
     import torch
 
     class RelevanceLogits(torch.nn.Module):
@@ -175,8 +175,7 @@ def relevance_wrapper(model: Any, fused: bool = False) -> Any:
             self.model = model
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-            return torch.cat([logits[:, :1, 1], logits[:, 1:, 0]], dim=1)
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
     return RelevanceLogits()
 
