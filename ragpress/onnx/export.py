@@ -44,8 +44,9 @@ OPSET = 18
 #: Bumped whenever exported graphs change meaning or shape: cached graphs of an older format are
 #: exported again (2: fused GroupQueryAttention, NLL as log-sum-exp minus the target logit;
 #: 3: the NLL graph cuts the last position before the vocabulary projection, not after;
-#: 4: int8 quantizes the tied vocabulary projection too).
-EXPORT_FORMAT = 4
+#: 4: int8 quantizes the tied vocabulary projection too; 5: int8 weights in 7 bits, the same
+#: integers on every x86 CPU, see ``surgery.quantize_int8``).
+EXPORT_FORMAT = 5
 log = logging.getLogger(__name__)
 
 
