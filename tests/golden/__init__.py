@@ -3,8 +3,9 @@
 An export change, a new default or a refactor that moves a model compressor's choice shows up
 as a golden test failure. Each registered method whose class loads a model
 (``Compressor.loads_model``) has ``tests/golden/<method>.json``: its kept spans, with the
-question asked and the rate, from its default options on CPU (plus :data:`OPTIONS`), in two cases: the sample as its
-documents (a list: document ranking and the coarse step) and as one text (word choice).
+question asked and the rate, from its default options on CPU (plus :data:`OPTIONS`), in two
+cases: the sample as its documents (a list: document ranking and the coarse step) and as one
+text (word choice).
 
 Tolerance: kept characters may differ slightly between CPUs (float rounding in the int8 and
 fp32 kernels can swap two near-equal units), so a run matches when the Jaccard overlap of its
