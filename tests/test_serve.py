@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -191,11 +192,22 @@ class GatedFirstWords(FirstWords):
         super().__init__()
         self.gate = threading.Event()
         self.batches: list[int] = []
+        self.held: list[int] = []  # the size of each batch that reached the gate
 
     def _compress_batch(self, requests):
+        self.held.append(len(requests))
         self.gate.wait(timeout=60)
         self.batches.append(len(requests))
         return super()._compress_batch(requests)
+
+
+def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll ``condition`` until it holds: on a busy machine requests can take seconds to arrive,
+    so tests wait for the state they need instead of sleeping a fixed time."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the server never reached the expected state"
+        time.sleep(0.02)
 
 
 class PoisonFirstWords(FirstWords):
@@ -216,6 +228,7 @@ def test_full_queue_is_503_with_retry_after_and_nothing_is_lost():
         gated.gate.clear()
         items = requests_mix(12)
         statuses: dict[int, httpx.Response] = {}
+        held = len(gated.held)
 
         def send(i: int) -> None:
             statuses[i] = httpx.post(f"{server.url}/v1/compress", json=items[i], timeout=60)
@@ -223,7 +236,14 @@ def test_full_queue_is_503_with_retry_after_and_nothing_is_lost():
         threads = [threading.Thread(target=send, args=(i,)) for i in range(len(items))]
         for thread in threads:
             thread.start()
-        time.sleep(1.0)  # all sent: one batch held at the gate, 3 waiting, the rest refused
+        # all sent: one batch held at the gate, 3 waiting, the rest refused
+        until(
+            lambda: (
+                len(gated.held) == held + 1
+                and server.service.waiting("first-k") == 3
+                and len(statuses) == len(items) - 3 - gated.held[-1]
+            )
+        )
         gated.gate.set()
         for thread in threads:
             thread.join()
@@ -243,6 +263,7 @@ def test_client_retries_503_until_the_queue_drains():
     with BackgroundServer(CompressionService(config, compressors={"first-k": gated})) as server:
         gated.gate.clear()
         items = requests_mix(3)
+        held = len(gated.held)
         holders = [
             threading.Thread(
                 target=httpx.post, args=(f"{server.url}/v1/compress",), kwargs={"json": item}
@@ -251,7 +272,7 @@ def test_client_retries_503_until_the_queue_drains():
         ]
         for thread in holders:
             thread.start()
-        time.sleep(0.5)  # one at the gate, one waiting: the queue is full
+        until(lambda: len(gated.held) == held + 1 and server.service.waiting("first-k") == 1)
         full = httpx.post(f"{server.url}/v1/compress", json=items[2])
         assert full.status_code == 503
         threading.Timer(1.0, gated.gate.set).start()
@@ -265,9 +286,10 @@ def test_client_retries_503_until_the_queue_drains():
         gated.gate.clear()
         impatient = RemoteCompressor(server.url, retries=1, backoff=0.01, max_backoff=0.05)
         blockers = [threading.Thread(target=impatient.compress, kwargs=item) for item in items[:2]]
+        held = len(gated.held)
         for thread in blockers:
             thread.start()
-        time.sleep(0.5)
+        until(lambda: len(gated.held) == held + 1 and server.service.waiting("first-k") == 1)
         with pytest.raises(ServerBusy, match="busy"):
             impatient.compress(**items[2])
         gated.gate.set()
