@@ -1,4 +1,5 @@
-"""Answer survival of every compressor, pipeline and baseline at 2x / 4x / 8x, beside llmlingua.
+"""Answer survival of every compressor, two pipelines and the baselines at 2x / 4x / 8x, beside
+llmlingua.
 
 Run: ``python -m bench.quality [--items 20] [--reader-items 10]``. The llmlingua rows need
 ``bash bench/anchors/setup_llmlingua.sh``; the end-to-end reader needs the Qwen packages of
@@ -55,6 +56,9 @@ READER_TARGET = "4x"
 READER_TABLE = "reader at 4x (Qwen2.5-0.5B)"
 #: The reader takes ~7 s per question from a full context on 2 cores: it reads these only.
 READER_METHODS = (
+    "relevance",
+    "relevance+entropy",
+    "embedding-similarity",
     "entropy",
     "token-classifier",
     "attention-probe",
@@ -84,6 +88,8 @@ class Method:
 
 
 METHODS = (
+    Method("relevance", "relevance"),  # the query-aware default
+    Method("relevance+entropy", "relevance+entropy"),
     Method("entropy", "entropy"),  # question-aware, coarse step: LongLLMLingua's setting
     Method("entropy (no coarse)", "entropy", {"coarse": False}),
     Method("entropy (no question)", "entropy", with_question=False),  # LLMLingua-1's setting
