@@ -68,7 +68,7 @@ COMMANDS = {
 
 
 def ragpress_runs() -> dict[str, tuple[Any, bool]]:
-    """Name -> (compressor, gives the question). Defaults: int8 on CPU, coarse step on."""
+    """Name -> (compressor, gives the question). Defaults: fp32, coarse step on."""
     entropy = ragpress.get_compressor("entropy")
     return {
         "ragpress entropy (LLMLingua-1 style, no question)": (entropy, False),
@@ -81,8 +81,8 @@ def ragpress_runs() -> dict[str, tuple[Any, bool]]:
             ragpress.get_compressor("entropy", unit="token"),
             True,
         ),
-        "ragpress entropy question-aware, fp32": (
-            ragpress.get_compressor("entropy", variant="fp32"),
+        "ragpress entropy question-aware, int8": (
+            ragpress.get_compressor("entropy", variant="int8"),
             True,
         ),
         "random word drop": (ragpress.get_compressor("random"), False),

@@ -19,10 +19,13 @@ One rule sets the defaults, on every model compressor:
 
 * ``variant=None``: ``fp32`` on CUDA and with the torch backend; on CPU with ONNX the class's
   ``cpu_variant``, which is ``fp32`` unless int8 was measured to keep answers as well as fp32
-  (a per-method quality fact, not a speed one). Entropy's is ``int8``: as good at keeping
-  answers (40 dev items at 4x: 52.5% question-aware, 60% with coarse, 15% without a question,
-  as fp32) and 1.8x as fast (below). Relevance's is ``int8`` too (60 dev items per setting,
-  as good at 2x-16x, about half the time: ``ragpress.compressors.relevance``).
+  (a per-method quality fact, not a speed one, and it must hold on every CPU). Relevance's is
+  ``int8`` (60 dev items per setting, as good at 2x-16x, about half the time:
+  ``ragpress.compressors.relevance``). Entropy's is ``fp32``: its int8 graph (activations
+  quantized on the fly over 30 layers) kept answers as well as fp32 on an AVX2 CPU (40 dev
+  items at 4x, question-aware: 80% against 82.5%) but not on an AVX-512 VNNI one (the same
+  40, ``bench.entropy``: 72.5% against 82.5%; 80 more: 65% against 76%, int8 never the one
+  to keep it), where it was 1.5x as fast (1.10 against 1.68 s per item).
 * ``batch_size=None``: 1 on CPU and 8 on CUDA (``ragpress.onnx.models.CPU_BATCH``): on CPU,
   padding rows of different lengths to the longest costs more than batching saves.
 

@@ -59,10 +59,10 @@ def test_budget_is_met_in_the_target_tokenizer(entropy, rate):
     assert_extractive(documents, result)
 
 
-def test_int8_by_default_on_cpu_fp32_on_request(entropy):
-    if entropy.runner.device == "cpu":
-        assert entropy.settings["variant"] == "int8"
-    assert ragpress.get_compressor("entropy", variant="fp32").settings["variant"] == "fp32"
+def test_fp32_by_default_int8_on_request(entropy):
+    # int8 keeps fewer answers than fp32 on some CPUs (ragpress.model_compressor)
+    assert entropy.settings["variant"] == "fp32"
+    assert ragpress.get_compressor("entropy", variant="int8").settings["variant"] == "int8"
 
 
 def test_target_tokens_and_a_custom_target_tokenizer(entropy):

@@ -32,11 +32,11 @@ QUESTION = "What is the first sign of fuel dilution?"
 RATE = 0.25
 #: Least Jaccard overlap of kept characters for a run to match its golden file.
 MIN_OVERLAP = 0.9
-#: Options a method's golden run adds to its defaults. Entropy's default int8 graph is not
-#: portable across CPUs: its activations are quantized on the fly, so a last-bit difference
-#: in a float kernel moves a value across a rounding step and the change grows over 30 layers
-#: (the sample as one text: 0.83 overlap between an AVX2 and an AVX-512 VNNI CPU). Its fp32
-#: graph is pinned instead; int8's agreement with fp32 is tested at export
+#: Options a method's golden run adds to its defaults. Entropy's int8 graph is not portable
+#: across CPUs: its activations are quantized on the fly, so a last-bit difference in a float
+#: kernel moves a value across a rounding step and the change grows over 30 layers (the sample
+#: as one text: 0.83 overlap between an AVX2 and an AVX-512 VNNI CPU). fp32, its default since,
+#: stays pinned here whatever the default; int8's agreement with fp32 is tested at export
 #: (``tests/test_model_layer.py``, NLL Spearman >= 0.98).
 OPTIONS: dict[str, dict[str, Any]] = {"entropy": {"variant": "fp32"}}
 
