@@ -215,7 +215,7 @@ def test_model_compressors_keep_their_golden_spans(method: str) -> None:
     if not golden.path(method).is_file():
         pytest.fail(f"no golden file for {method}: run `python -m tests.golden --update {method}`")
     expected = golden.load(method)
-    compressor = golden.build(method)
+    compressor = _build(method)
     for name, context in golden.cases().items():
         result = compressor.compress(context, expected["question"], rate=expected["rate"])
         score = golden.overlap(expected["cases"][name]["kept_spans"], result.kept_spans)
