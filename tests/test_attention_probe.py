@@ -1,4 +1,5 @@
-"""Attention-probe sentence filter on the real SmolLM2 attention graph and the shipped probe."""
+"""Attention-probe sentence filter on the real proxies' attention graphs and their shipped probes
+(Qwen2.5-0.5B, the default, and SmolLM2-135M)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,28 @@ import numpy as np
 import pytest
 
 import ragpress
+from ragpress.compressors.attention_probe import AttentionProbeCompressor, Probe
 from ragpress.onnx.export import MANIFEST, prepare
+from ragpress.training.attention_probe import DEFAULT_MODEL, SHIPPED
 from tests.test_entropy import FUEL, NOISE, assert_extractive
 
 pytestmark = pytest.mark.real_model
 QUESTION = "What is the first sign of fuel dilution?"
+#: Layers and heads of each proxy a probe ships for.
+SHAPES = {"qwen2.5-0.5b": (24, 14), "smollm2-135m": (30, 9)}
 
 
-@pytest.fixture(scope="module")
-def probe():
-    return ragpress.get_compressor("attention-probe")
+@pytest.fixture(scope="module", params=sorted(SHIPPED))
+def probe(request):
+    return ragpress.get_compressor("attention-probe", model=request.param)
+
+
+def test_the_default_proxy_and_every_shipped_probe_match_their_recipes():
+    assert AttentionProbeCompressor.default_model == DEFAULT_MODEL
+    assert set(SHAPES) == set(SHIPPED)
+    for model, shipped in SHIPPED.items():
+        bundled = Probe.bundled(model)
+        assert (bundled.model, bundled.recipe) == (model, shipped.recipe)
 
 
 @pytest.mark.parametrize("role", ["attention", "attention-tail"])
@@ -39,8 +52,9 @@ def test_tail_rows_end_with_the_final_row():
 
 
 def test_features_follow_the_probe_recipe(probe):
+    layers, heads_per_layer = SHAPES[probe.runner.spec.name]
     units, raw, heads = probe.sentence_raw_features([FUEL, *NOISE], QUESTION)
-    assert heads == 9 and raw.shape == (len(units), 4 * 30 * 9 + 1)
+    assert heads == heads_per_layer and raw.shape == (len(units), 4 * layers * heads + 1)
     assert np.isfinite(raw).all()
     units, features = probe.sentence_features([FUEL, *NOISE], QUESTION)
     assert features.shape == (len(units), len(probe.probe.weights))
@@ -72,7 +86,9 @@ def test_threshold_mode_and_errors():
 
 
 def test_chunked_reading_gives_each_chunk_the_question(probe):
-    small = ragpress.get_compressor("attention-probe", chunk_tokens=40)
+    small = ragpress.get_compressor(
+        "attention-probe", model=probe.runner.spec.name, chunk_tokens=40
+    )
     documents = [NOISE[0], FUEL, NOISE[1], NOISE[2]]
     chunks = small._chunks(documents, [(1, 0, 10), (2, 0, 10)], QUESTION)
     assert all(chunk.prompt.endswith(f"Question: {QUESTION}\nAnswer:") for chunk in chunks)

