@@ -67,7 +67,11 @@ Tried after the shipped recipe, on 150 dev items per setting (int8; answer survi
 * at selection, not in training: sentence scores times passage relevance to the power 0.5 / 1
   / 3 / 8 (other-article and same-article within 2 points of the shipped figures), and
   whole sentences chosen by a 0/1 knapsack on mean keep probability instead of best-first
-  (91 / 77, 91 / 71, 40 / 26).
+  (91 / 77, 91 / 71, 40 / 26);
+* the keep logit blended with ``embedding-similarity``'s cosine (z-scores per item, weight
+  0.1-0.5 on the cosine), whole sentences only: +1.4 / +1.3 points other-article and +1.4 /
+  +3.3 same-article at 8x / 16x for weight 0.1, less for larger weights; too little for a
+  second encoder pass (about 1.8x embedding-similarity's time in all).
 
 Not tried: the natural_instructions subtasks allowed for training give few sentence labels.
 DROP's answers are numbers in 6,283 of its 6,500 examples (48 spans); MultiRC's targets are
