@@ -333,7 +333,9 @@ def _trained_output(name: str, out: str | None, ship: bool) -> Path:
 
 @train_app.command("attention-probe")
 def train_attention_probe(
-    model: Annotated[str, typer.Option(help="Proxy decoder (catalogue name).")] = "qwen2.5-0.5b",
+    model: Annotated[
+        str | None, typer.Option(help="Proxy decoder (catalogue name; default: qwen2.5-0.5b).")
+    ] = None,
     items: Annotated[
         int | None,
         typer.Option(help="Train items of each distractor setting (other/same article)."),
@@ -352,8 +354,9 @@ def train_attention_probe(
 ) -> None:
     """Train the attention probe on the QA development settings (bigbench disfl_qa); the
     defaults reproduce the probe shipped for --model (`--model smollm2-135m`: the SmolLM2 one)."""
-    from ragpress.training.attention_probe import DEV_ITEMS, shipped_recipe, train
+    from ragpress.training.attention_probe import DEFAULT_MODEL, DEV_ITEMS, shipped_recipe, train
 
+    model = model or DEFAULT_MODEL
     try:
         shipped = shipped_recipe(model)
     except ValueError as error:

@@ -53,7 +53,7 @@ class ShippedRecipe:
 
 #: Proxy of the default probe (the Sentinel paper's proxy size). On dev it beat SmolLM2's best
 #: recipe (module notes of ``ragpress.compressors.attention_probe``).
-DEFAULT_MODEL = "qwen2.5-0.5b"
+DEFAULT_MODEL = AttentionProbeCompressor.default_model
 SHIPPED: dict[str, ShippedRecipe] = {
     # The final row's and the tail rows' mean attention per layer and head, and the sentence's
     # length; the best L2 sat at the top of SmolLM2's grid, so the grid moved up.
