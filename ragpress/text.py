@@ -49,8 +49,27 @@ def sentence_spans(text: str) -> list[Interval]:
     import nupunkt
 
     starts = sorted({start for start, _ in nupunkt.sent_spans(text) if 0 < start < len(text)})
-    bounds = [0, *starts, len(text)]
+    bounds = [0, *(start for start in starts if not _false_break(text, start)), len(text)]
     return list(itertools.pairwise(bounds))
+
+
+#: A period after one letter (an initial, "U . S .", "i . e .") or after a number that another
+#: number follows ("91 . 3"): Punkt breaks there in pre-tokenized text (SQuAD, PTB style),
+#: cutting names, decimals and citations in two.
+_SHORT_BEFORE_PERIOD = re.compile(r"(?:^|[\s(\[])(?:[^\W\d_]|\d+)\s?\.\s*$")
+
+
+def _false_break(text: str, start: int) -> bool:
+    """Whether Punkt's boundary before ``start`` is no sentence end: the next sentence starts
+    with a lower-case letter, or the previous one ends in a period after a lone letter (or after
+    a number, with a digit next)."""
+    head = text[start : start + 1]
+    if head.islower():
+        return True
+    before = _SHORT_BEFORE_PERIOD.search(text, max(0, start - 40), start)
+    if before is None:
+        return False
+    return not before.group().strip(" .([").isdigit() or head.isdigit()
 
 
 def trimmed_sentence_spans(text: str, max_chars: int | None = MAX_UNIT_CHARS) -> list[Interval]:

@@ -30,6 +30,22 @@ def test_sentences_tile_the_text_and_respect_abbreviations():
     assert sentences[1:] == ["He left!", "Did he?", "Yes."]
 
 
+def test_pre_tokenized_text_keeps_decimals_initials_and_citations_whole():
+    # SQuAD / PTB-style text puts spaces around every period; Punkt alone cuts "91 . 3" in two.
+    text = (
+        "It was 91 . 3 % of men . David G . Booth said , i . e . the X . 25 networks . "
+        "See 268 U . S . 510 . He was born in 1990 . He died ."
+    )
+    sentences = [text[a:b].strip() for a, b in sentence_spans(text)]
+    assert sentences == [
+        "It was 91 . 3 % of men .",
+        "David G . Booth said , i . e . the X . 25 networks .",
+        "See 268 U . S . 510 .",
+        "He was born in 1990 .",
+        "He died .",
+    ]
+
+
 @given(st.text(max_size=200))
 def test_sentence_spans_always_tile(text):
     spans = sentence_spans(text)
