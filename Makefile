@@ -58,7 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.report
 
 # Deep dives per compressor (more items, probe AUC, IB abstention, LLMLingua-2 agreement) and
-# the serving comparison (in-process, uvicorn, Ray Serve): ~1 h.
+# the serving comparison (in-process, uvicorn, Ray Serve): ~1.5 h.
 bench-extra: $(STAMP)
 	bash bench/anchors/setup_llmlingua.sh
 	$(BIN)/python -m bench.entropy --items 40 --rate 0.25
@@ -66,6 +66,8 @@ bench-extra: $(STAMP)
 	$(BIN)/python -m bench.attention_probe --items 50 --methods attention-probe+entropy --name pipeline
 	$(BIN)/python -m bench.ib_filter --items 20
 	$(BIN)/python -m bench.relevance --items 20
+	$(BIN)/python -m bench.relevance --items 300 --methods relevance embedding-similarity --settings other-article same-article gold-only --speed-items 0 --name relevance_300
+	$(BIN)/python -m bench.relevance --items 100 --methods attention-probe embedding-similarity --settings other-article same-article gold-only --speed-items 0 --name probe_check
 	$(BIN)/python -m bench.startup
 	$(BIN)/python -m bench.token_classifier --items 50 --anchor-items 20
 	$(BIN)/python -m bench.serve --requests 64

@@ -35,6 +35,7 @@ from bench.reporting import (
     pct,
     scope,
     series,
+    settings_comparison,
     standing,
     times,
 )
@@ -179,7 +180,7 @@ def attention_probe_paragraph(results: Results) -> str:
     if over:
         misses = joined([f"{p.target} ({times(p.ratio)})" for p in over])
         text += f" Keeping whole sentences, it compresses more than asked at {misses}."
-    return text + _probe_facts(source) + _probe_at_ib_size(results)
+    return text + _probe_facts(source) + _probe_at_ib_size(results) + _probe_check(results)
 
 
 def _probe_facts(source: Result) -> str:
@@ -197,6 +198,19 @@ def _probe_facts(source: Result) -> str:
             + (": nearly all the cost is the forward." if overhead < 10 else ".")
         )
     return text
+
+
+def _probe_check(results: Results) -> str:
+    """The #21 bar: against embedding-similarity on the harder settings (``bench.relevance``)."""
+    check = results.get("probe_check")
+    if check is None:
+        return ""
+    compared = settings_comparison(check, "attention-probe", "embedding-similarity")
+    items = check["rows"][0]["items"]
+    return (
+        f" Against embedding-similarity on the harder settings ({items} test items per setting,"
+        f" 2x / 4x / 8x / 16x): {compared}."
+    )
 
 
 def _probe_at_ib_size(results: Results) -> str:

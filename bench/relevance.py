@@ -34,11 +34,21 @@ from typing import Any
 import ragpress
 from bench.harness import measure_interleaved, warm_up, write_results
 from bench.quality import reuse_forwards
-from bench.reporting import Paragraph, Results, missing_note
+from bench.reporting import Paragraph, Results, missing_note, settings_comparison
 from ragpress.training.qa import SETTINGS, QAItem, answer_survives, load_setting
 
 COMMANDS = {
     "relevance": "python -m bench.relevance --items 20",
+    # The issues' bars, on more items: relevance (#16) and attention-probe (#21) against
+    # embedding-similarity on the answerable settings.
+    "relevance_300": (
+        "python -m bench.relevance --items 300 --methods relevance embedding-similarity"
+        " --settings other-article same-article gold-only --speed-items 0 --name relevance_300"
+    ),
+    "probe_check": (
+        "python -m bench.relevance --items 100 --methods attention-probe embedding-similarity"
+        " --settings other-article same-article gold-only --speed-items 0 --name probe_check"
+    ),
 }
 _SPEED = "speed (4x, in turns, same items)"
 TARGETS = {"2x": 1 / 2, "4x": 1 / 4, "8x": 1 / 8, "16x": 1 / 16}
@@ -237,17 +247,11 @@ def relevance_paragraph(results: Results) -> str:
     result = results.get("relevance")
     if result is None:
         return "**relevance** (Provence-style pruner): " + missing_note("relevance", COMMANDS)
-    rows = result["rows"]
-    compared = [
-        f"{setting} {_survival(rows, 'relevance', setting)} against "
-        f"{_survival(rows, 'embedding-similarity', setting)}"
-        for setting in ANSWERABLE
-        if _survival(rows, "relevance", setting)
-    ]
     text = (
         "**relevance** (Provence-style cross-encoder, the default with a question): answer kept "
-        f"at {' / '.join(TARGETS)} on {', '.join(compared)} (embedding-similarity second, "
-        f"{rows[0]['items']} test items per setting)"
+        f"at {' / '.join(TARGETS)} on "
+        f"{settings_comparison(result, 'relevance', 'embedding-similarity')} "
+        f"(embedding-similarity second, {result['rows'][0]['items']} test items per setting)"
     )
     speed = {row["method"]: row for row in result.get("extra", {}).get(_SPEED, [])}
     if "relevance" in speed:
@@ -264,18 +268,12 @@ def relevance_paragraph(results: Results) -> str:
     ]
     if shares:
         text += f"; relevance+entropy takes {' and '.join(shares)} entropy's time (in turns)"
+    larger = results.get("relevance_300")
+    if larger is not None:
+        text += f". On {larger['rows'][0]['items']} test items per setting: " + settings_comparison(
+            larger, "relevance", "embedding-similarity"
+        )
     return text + "."
-
-
-def _survival(rows: list[dict[str, Any]], method: str, setting: str) -> str:
-    """ "100/95/80/45%": the method's survival at each target, in ``TARGETS`` order."""
-    found = {
-        row["target"]: row["answer_survives_%"]
-        for row in rows
-        if row["method"] == method and row["setting"] == setting
-    }
-    values = [found[target] for target in TARGETS if target in found]
-    return "/".join(f"{value:.0f}" for value in values) + "%" if values else ""
 
 
 #: Its paragraphs in "Where each compressor wins and loses" (bench/report.py orders them).

@@ -232,3 +232,34 @@ def spread(values: Sequence[float], fmt: Callable[[float], str]) -> str:
     """ "97%", or "95%-98%" when the values differ."""
     low, high = fmt(min(values)), fmt(max(values))
     return low if low == high else f"{low}-{high}"
+
+
+# -- the harder QA settings (bench.relevance runs) ----------------------------------------------
+
+#: The order ``bench.relevance`` targets are reported in.
+SETTING_TARGETS = ("2x", "4x", "8x", "16x")
+
+
+def setting_series(rows: list[dict[str, Any]], method: str, setting: str) -> str:
+    """ "100/95/80/45%": a method's answer survival in one setting at each target (``""``
+    when it has none there)."""
+    found = {
+        row["target"]: row["answer_survives_%"]
+        for row in rows
+        if row["method"] == method and row["setting"] == setting
+    }
+    values = [found[target] for target in SETTING_TARGETS if target in found]
+    return "/".join(f"{value:.0f}" for value in values) + "%" if values else ""
+
+
+def settings_comparison(result: Result, method: str, baseline: str) -> str:
+    """ "other-article 100/100/95/72% against 100/100/85/58%, same-article ...": ``method``
+    against ``baseline`` in every answerable setting of a ``bench.relevance`` result."""
+    rows = result["rows"]
+    settings = dict.fromkeys(r["setting"] for r in rows if r.get("answer_survives_%") is not None)
+    return ", ".join(
+        f"{setting} {setting_series(rows, method, setting)} against "
+        f"{setting_series(rows, baseline, setting)}"
+        for setting in settings
+        if setting_series(rows, method, setting) and setting_series(rows, baseline, setting)
+    )

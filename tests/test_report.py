@@ -249,3 +249,38 @@ def test_serving_paragraph_reads_32_clients_and_the_overload(results: Path) -> N
     assert "99" not in serving
     assert "1 responses differed or were lost" in serving
     assert "overload on ray (128 clients, queue 16): 90 exact results and 38 x 503" in serving
+
+
+def setting_rows(method: str, items: int, shares: dict[str, tuple[float, ...]]) -> list[dict]:
+    """bench.relevance-shaped rows: setting -> survival % at 2x, 4x, 8x, 16x (and a self-sized
+    row, which has no target among them and must not show)."""
+    self_sized = {"method": method, "setting": "unanswerable", "target": "threshold"}
+    return [
+        *(
+            {"method": method, "setting": s, "target": t, "items": items, "answer_survives_%": v}
+            for s, values in shares.items()
+            for t, v in zip(("2x", "4x", "8x", "16x"), values, strict=True)
+        ),
+        self_sized | {"items": items, "answer_survives_%": None},
+    ]
+
+
+def test_the_issue_bars_are_read_from_the_larger_settings_runs(results: Path) -> None:
+    for name, method in (("relevance_300", "relevance"), ("probe_check", "attention-probe")):
+        ours = setting_rows(method, 300, {"other-article": (100, 99, 95, 72.4)})
+        base = setting_rows("embedding-similarity", 300, {"other-article": (100, 99.6, 89, 61)})
+        write(results, name, ours + base)
+    text = report(results)
+    assert "**relevance**" in text and "On 300 test items" not in paragraph(text, "relevance")
+    write(results, "relevance", setting_rows("relevance", 20, {"gold-only": (90, 60, 40, 20)}))
+    text = report(results)
+    relevance = paragraph(text, "relevance")
+    assert "gold-only 90/60/40/20% against" not in relevance  # no baseline rows in that run
+    assert relevance.endswith(
+        "On 300 test items per setting: other-article 100/99/95/72% against 100/100/89/61%."
+    )
+    probe = paragraph(text, "attention-probe")
+    assert probe.endswith(
+        "(300 test items per setting, 2x / 4x / 8x / 16x): "
+        "other-article 100/99/95/72% against 100/100/89/61%."
+    )
