@@ -56,7 +56,7 @@ def sentence_spans(text: str) -> list[Interval]:
 #: A period after one letter (an initial, "U . S .", "i . e .") or after a number that another
 #: number follows ("91 . 3"): Punkt breaks there in pre-tokenized text (SQuAD, PTB style),
 #: cutting names, decimals and citations in two.
-_SHORT_BEFORE_PERIOD = re.compile(r"(?:^|[\s(\[])(?:[^\W\d_]|\d+)\s?\.\s*$")
+_SHORT_BEFORE_PERIOD = re.compile(r"(?:^|[\s(\[])(?P<token>[^\W\d_]|\d+)\s?\.\s*$")
 
 
 def _false_break(text: str, start: int) -> bool:
@@ -69,7 +69,7 @@ def _false_break(text: str, start: int) -> bool:
     before = _SHORT_BEFORE_PERIOD.search(text, max(0, start - 40), start)
     if before is None:
         return False
-    return not before.group().strip(" .([").isdigit() or head.isdigit()
+    return not before["token"].isdigit() or head.isdigit()
 
 
 def trimmed_sentence_spans(text: str, max_chars: int | None = MAX_UNIT_CHARS) -> list[Interval]:
