@@ -34,7 +34,14 @@ from typing import Any
 import ragpress
 from bench.harness import measure_interleaved, warm_up, write_results
 from bench.quality import reuse_forwards
-from bench.reporting import Paragraph, Results, missing_note, settings_comparison
+from bench.reporting import (
+    SETTING_TARGETS,
+    Paragraph,
+    Results,
+    goal,
+    missing_note,
+    settings_comparison,
+)
 from ragpress.training.qa import SETTINGS, QAItem, answer_survives, load_setting
 
 COMMANDS = {
@@ -51,7 +58,8 @@ COMMANDS = {
     ),
 }
 _SPEED = "speed (4x, in turns, same items)"
-TARGETS = {"2x": 1 / 2, "4x": 1 / 4, "8x": 1 / 8, "16x": 1 / 16}
+#: Rates by target, in the order the report reads them (``SETTING_TARGETS``).
+TARGETS = {target: 1 / goal(target) for target in SETTING_TARGETS}
 ANSWERABLE = ("other-article", "same-article", "gold-only")
 #: Methods whose output for one item changes with the rate only through selection.
 RATE_FREE = {"relevance", "embedding-similarity", "attention-probe", "ib-filter", "random"}
