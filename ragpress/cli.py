@@ -432,6 +432,10 @@ def train_relevance(
     answer_weight: Annotated[
         float, typer.Option(help="Weight of the answer-token loss (where in a sentence).")
     ] = 0.0,
+    corrections: Annotated[
+        float,
+        typer.Option(help="Share of answerable questions also asked self-corrected (0-1)."),
+    ] = 0.0,
     lr: Annotated[float, typer.Option(help="Peak learning rate (one cycle).")] = 1.5e-4,
     seed: Annotated[int, typer.Option(help="Seed of the pair sample and batch order.")] = 0,
     out: Annotated[str | None, typer.Option("--out", "--output", help=OUT_HELP)] = None,
@@ -449,6 +453,7 @@ def train_relevance(
         init=init,
         ranking_weight=ranking_weight,
         answer_weight=answer_weight,
+        corrections=corrections,
         lr=lr,
         seed=seed,
         output=output,
