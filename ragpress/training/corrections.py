@@ -21,6 +21,7 @@ import random
 import re
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from functools import lru_cache
 
 from ragpress.text import trimmed_sentence_spans
 from ragpress.training.qa import QAItem, answer_in
@@ -47,10 +48,8 @@ def corrected_questions(
     for item in items:
         if rng.random() >= share:
             continue
-        maker = _retracted_question if rng.random() < 0.5 else _swapped_name
-        question = maker(item, by_passage[item.gold], rng) or _retracted_question(
-            item, by_passage[item.gold], rng
-        )
+        swapped = _swapped_name(item, rng) if rng.random() >= 0.5 else ""
+        question = swapped or _retracted_question(item, by_passage[item.gold], rng)
         if question:
             yield item, question
 
@@ -66,18 +65,17 @@ def _retracted_question(item: QAItem, neighbours: Sequence[QAItem], rng: random.
     return " ".join([*words[:cut], rng.choice(EDITING_PHRASES), item.question])
 
 
-def _swapped_name(item: QAItem, neighbours: Sequence[QAItem], rng: random.Random) -> str:
+def _swapped_name(item: QAItem, rng: random.Random) -> str:
     """The question with a wrong name or number said, then taken back, before one of its own;
     the wrong one comes from a passage sentence without the answer. "" when either is missing."""
-    del neighbours  # same signature as _retracted_question
     words = item.question.split()
     own = [i for i, word in enumerate(words) if i and _SWAPPABLE.match(word)]
     asked = set(words)
     elsewhere = [
         word
-        for start, end in trimmed_sentence_spans(item.gold)
-        if not answer_in(item, item.gold[start:end])
-        for word in item.gold[start:end].split()[1:]  # a sentence's first word is any word
+        for sentence in _sentences(item.gold)
+        if not answer_in(item, sentence)
+        for word in sentence.split()[1:]  # a sentence's first word is any word
         if _SWAPPABLE.match(word) and word not in asked
     ]
     if not own or not elsewhere:
@@ -90,7 +88,13 @@ def _answered_apart(item: QAItem, other: QAItem) -> bool:
     """Whether ``other`` is answered, and by no sentence that answers ``item``."""
     if other is item or not other.answers:
         return False
-    sentences = [item.gold[start:end] for start, end in trimmed_sentence_spans(item.gold)]
+    sentences = _sentences(item.gold)
     return any(answer_in(other, s) for s in sentences) and not any(
         answer_in(other, s) and answer_in(item, s) for s in sentences
     )
+
+
+@lru_cache(maxsize=1024)
+def _sentences(passage: str) -> tuple[str, ...]:
+    """The passage's sentences, split once for all the questions asked of it."""
+    return tuple(passage[start:end] for start, end in trimmed_sentence_spans(passage))
