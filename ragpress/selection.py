@@ -94,8 +94,11 @@ def select(
     budget: int | None,
     *,
     threshold: float | None = None,
+    skip_floor: float = 0.0,
 ) -> Selection:
-    """Keep units by score until ``budget`` target tokens (or those scoring >= ``threshold``)."""
+    """Keep units by score until ``budget`` target tokens (or those scoring >= ``threshold``);
+    past the first unit that does not fit, only those scoring at least ``skip_floor`` times its
+    score (see :func:`fill_by_score`)."""
     keep = units.forced.copy()
     order = np.argsort(-units.score, kind="stable")
     if budget is None:
@@ -110,7 +113,8 @@ def select(
     if everything.tokens <= budget:
         return everything
     costs = unit_costs(tokenizer, unit_pieces(documents, units))
-    fill_by_score(keep, order[~keep[order]], costs, budget - int(costs[keep].sum()))
+    room = budget - int(costs[keep].sum())
+    fill_by_score(keep, order[~keep[order]], costs, room, units.score, skip_floor)
     selection = render(documents, units, keep, tokenizer)
     # Unit costs are measured alone; joined text can differ by a few tokens. Trim to the budget.
     weakest_first = iter([i for i in order[::-1].tolist() if keep[i] and not units.forced[i]])
@@ -127,15 +131,27 @@ def select(
     return selection
 
 
-def fill_by_score(keep: np.ndarray, candidates: np.ndarray, costs: np.ndarray, room: int) -> None:
+def fill_by_score(
+    keep: np.ndarray,
+    candidates: np.ndarray,
+    costs: np.ndarray,
+    room: int,
+    scores: np.ndarray | None = None,
+    skip_floor: float = 0.0,
+) -> None:
     """Mark ``candidates`` (best first) kept, greedily within ``room``, skipping a unit that does
     not fit and trying the next ones: with sentence units a long sentence must not leave the
-    rest of the budget unused."""
+    rest of the budget unused. With ``skip_floor``, only next ones scoring at least that share
+    of the first unit skipped: for a caller that fills the room left with part of that unit,
+    which is worth more than a much weaker whole one."""
     prefix = np.cumsum(costs[candidates]) <= room  # the common case, vectorised
     taken = int(prefix.sum())
     keep[candidates[:taken]] = True
     room -= int(costs[candidates[:taken]].sum())
-    for index in candidates[taken:].tolist():
+    rest = candidates[taken:]
+    if skip_floor > 0 and scores is not None and len(rest):
+        rest = rest[scores[rest] >= skip_floor * scores[rest[0]]]
+    for index in rest.tolist():
         if room <= 0:
             break
         if costs[index] <= room:

@@ -114,6 +114,44 @@ def _last_clause_end(window: str, minimum: int) -> int | None:
     return best + 1 if best + 1 > minimum else None
 
 
+#: Where a sentence may be cut into clauses: whitespace after ``, ; :`` and before an opening
+#: bracket; but not inside a number written "10 , 000" (pre-tokenized text, as in SQuAD).
+_CLAUSE_CUT = re.compile(r"(?<=[,;:])\s+|\s+(?=[(\[])")
+_DIGIT_MARK = re.compile(r"\d ?[,:.]$")
+
+
+def clause_spans(text: str, start: int, end: int, min_words: int = 4) -> list[Interval]:
+    """``[start, end)`` (a sentence without its surrounding whitespace) cut into clauses, each
+    without the whitespace between them; a clause of fewer than ``min_words`` words joins the
+    one before it (the first one, the next), so no fragment is too short to read."""
+    if min_words < 1:
+        raise ValueError(f"min_words must be >= 1, got {min_words}")
+    if start >= end:
+        return []
+    cuts = [
+        match.span()
+        for match in _CLAUSE_CUT.finditer(text, start, end)
+        if not _inside_number(text, *match.span())
+    ]
+    bounds = [start, *(after for _, after in cuts)]
+    ends = [*(before for before, _ in cuts), end]
+    clauses: list[Interval] = []
+    for begin, stop in zip(bounds, ends, strict=True):
+        short = len(text[begin:stop].split()) < min_words
+        if clauses and (short or len(text[slice(*clauses[-1])].split()) < min_words):
+            clauses[-1] = (clauses[-1][0], stop)
+        else:
+            clauses.append((begin, stop))
+    return clauses
+
+
+def _inside_number(text: str, before: int, after: int) -> bool:
+    """Whether the whitespace ``[before, after)`` sits in a number: "10 , 000", "12 : 30"."""
+    return text[after : after + 1].isdigit() and bool(
+        _DIGIT_MARK.search(text, max(0, before - 3), before)
+    )
+
+
 def word_spans(text: str) -> list[Interval]:
     """Words (letters/digits with inner hyphens, apostrophes, dots) and single punctuation marks,
     each with the combining marks that follow it (an accent is never cut from its letter)."""
@@ -270,7 +308,7 @@ def merge_intervals(spans: Iterable[Interval]) -> list[Interval]:
     return [(start, end) for start, end in merged]
 
 
-def overlaps_any(units: Sequence[Interval], spans: Sequence[Interval]) -> np.ndarray:
+def overlaps_any(units: Sequence[Interval] | np.ndarray, spans: Sequence[Interval]) -> np.ndarray:
     """For each unit, whether it overlaps one of the (merged, sorted) ``spans``."""
     if not len(units):
         return np.zeros(0, dtype=bool)

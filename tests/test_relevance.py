@@ -3,13 +3,19 @@ shipped cross-encoder on real passages."""
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 
 import numpy as np
 import pytest
 
 import ragpress
-from ragpress.compressors.relevance import _sentence_units
+from ragpress.compressors.relevance import (
+    ANSWER_FLOOR,
+    ScoredDocument,
+    _clause_units,
+    _sentence_units,
+)
 from ragpress.compressors.token_classifier import EncodedDoc
 
 QUESTION = "What is the first sign of fuel dilution?"
@@ -37,6 +43,28 @@ def test_sentence_score_is_the_mean_keep_probability_of_its_subwords():
         "Three four five.",
     ]
     np.testing.assert_allclose(units.score, [0.4, 0.4])
+
+
+def test_clauses_take_their_sentence_score_times_their_best_answer_probability():
+    text = "Dogs bark at night, cats sleep all day. Rain."
+    words = np.array([[a, b] for a, b in _word_offsets(text)])
+    doc = EncodedDoc(text, np.arange(len(words)), np.arange(len(words)), words)
+    keep = np.array([0.2, 0.4, 0.6, 0.6, 0.2, 0.4, 0.6, 0.6, 0.2, 0.2, 0.9, 0.9])
+    answer = np.array([0.1, 0.1, 0.3, 0.0, 0.0, 0.0, 0.7, 0.0, 0.0, 0.0, 0.5, 0.0])
+    sentences = _sentence_units(0, doc, keep)
+    clauses = _clause_units(sentences, [ScoredDocument(doc, keep, answer, 0.9)])
+    assert [text[a:b] for a, b in zip(clauses.start, clauses.end, strict=True)] == [
+        "Dogs bark at night,",
+        "cats sleep all day.",
+        "Rain.",
+    ]
+    np.testing.assert_allclose(
+        clauses.score, [0.4 * (0.3 + ANSWER_FLOOR), 0.4 * (0.7 + ANSWER_FLOOR), 0.9 * 0.55]
+    )
+
+
+def _word_offsets(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in re.finditer(r"\w+|[^\w\s]", text)]
 
 
 @pytest.fixture(scope="module")

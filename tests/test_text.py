@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from ragpress.text import (
     aggregate_to_words,
     align_tokens_to_words,
+    clause_spans,
     merge_intervals,
     overlaps_any,
     protected_spans,
@@ -50,6 +51,34 @@ def test_pre_tokenized_text_keeps_decimals_initials_and_citations_whole():
 def test_sentence_spans_always_tile(text):
     spans = sentence_spans(text)
     assert "".join(text[a:b] for a, b in spans) == text
+
+
+def test_clauses_cut_at_marks_and_brackets_but_not_inside_numbers():
+    text = (
+        "Private schools , also known as independent schools , are not run by the state "
+        "(they charge fees) ; by 1883 , engines could provide 10 , 000 hp , or 12 : 30 a day ."
+    )
+    clauses = [text[a:b] for a, b in clause_spans(text, 0, len(text))]
+    assert clauses == [
+        "Private schools , also known as independent schools ,",
+        "are not run by the state",
+        "(they charge fees) ; by 1883 ,",
+        "engines could provide 10 , 000 hp ,",
+        "or 12 : 30 a day .",
+    ]
+
+
+@given(st.text(alphabet=" ,;:()[ab1.", max_size=120), st.integers(1, 6))
+def test_clauses_tile_a_span_in_order_but_for_whitespace(text, min_words):
+    start, end = 1, max(1, len(text) - 1)
+    clauses = clause_spans(text, start, end, min_words)
+    if start == end:
+        assert clauses == []
+        return
+    assert clauses[0][0] == start and clauses[-1][1] == end
+    assert all(a <= b for a, b in clauses)
+    for (_, before), (after, _) in itertools.pairwise(clauses):
+        assert before < after and text[before:after].isspace()
 
 
 def test_word_alignment_of_subword_tokens():
