@@ -61,6 +61,9 @@ def test_clauses_take_their_sentence_score_times_their_best_answer_probability()
     np.testing.assert_allclose(
         clauses.score, [0.4 * (0.3 + ANSWER_FLOOR), 0.4 * (0.7 + ANSWER_FLOOR), 0.9 * 0.55]
     )
+    answer[10] = 0.95  # "Rain": in a sentence a threshold dropped, so in no clause
+    first_only = _clause_units(sentences.take(slice(0, 1)), [ScoredDocument(doc, keep, answer, 0)])
+    np.testing.assert_allclose(first_only.score, clauses.score[:2])
 
 
 def _word_offsets(text: str) -> list[tuple[int, int]]:

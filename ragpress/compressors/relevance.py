@@ -309,7 +309,9 @@ def _clause_units(sentences: Units, per_doc: list[ScoredDocument]) -> Units:
             clauses += found
             parent += [unit] * len(found)
         clause = subword_sentences(scored.doc, clauses)
-        inside = clause >= 0
+        # Sub-words of a sentence the threshold dropped fall after a clause: not in it.
+        ends = np.asarray([stop for _, stop in clauses] or [0], dtype=np.int64)
+        inside = (clause >= 0) & (_subword_starts(scored.doc) < ends[np.maximum(clause, 0)])
         answer = np.zeros(len(clauses))
         np.maximum.at(answer, clause[inside], scored.answer[inside])
         score = sentences.score[np.asarray(parent, dtype=np.int64)] * (answer + ANSWER_FLOOR)
@@ -318,8 +320,13 @@ def _clause_units(sentences: Units, per_doc: list[ScoredDocument]) -> Units:
 
 
 def subword_sentences(doc: EncodedDoc, spans: Sequence[tuple[int, int]]) -> np.ndarray:
-    """The index in ``spans`` (the document's sentences, in order) of the sentence each sub-word
-    starts in (-1 before the first): how sentences are scored here and labelled in training."""
-    starts = doc.words[doc.word, 0] if len(doc.ids) else np.zeros(0, dtype=np.int64)
+    """The index in ``spans`` (the document's sentences or clauses, in order) of the last one
+    starting at or before each sub-word (-1 before the first): how sentences are scored here and
+    labelled in training."""
     bounds = np.asarray([a for a, _ in spans], dtype=np.int64)
-    return np.searchsorted(bounds, starts, side="right") - 1
+    return np.searchsorted(bounds, _subword_starts(doc), side="right") - 1
+
+
+def _subword_starts(doc: EncodedDoc) -> np.ndarray:
+    """Where each sub-word's word starts in the document's text."""
+    return doc.words[doc.word, 0] if len(doc.ids) else np.zeros(0, dtype=np.int64)
