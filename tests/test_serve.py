@@ -256,6 +256,16 @@ def test_full_queue_is_503_with_retry_after_and_nothing_is_lost():
             assert comparable(result_from_wire(statuses[i].json())) == expected[i]
 
 
+def hold_one_queue_one(threads, gated, held, server) -> None:
+    """Start two requests one after the other: the first held at the gate, the second in the
+    queue. Started together, the second could reach the one-place queue before the worker took
+    the first from it, and be refused instead."""
+    threads[0].start()
+    until(lambda: len(gated.held) == held + 1)
+    threads[1].start()
+    until(lambda: server.service.waiting("first-k") == 1)
+
+
 def test_client_retries_503_until_the_queue_drains():
     gated = GatedFirstWords()
     gated.gate.set()
@@ -270,9 +280,7 @@ def test_client_retries_503_until_the_queue_drains():
             )
             for item in items[:2]
         ]
-        for thread in holders:
-            thread.start()
-        until(lambda: len(gated.held) == held + 1 and server.service.waiting("first-k") == 1)
+        hold_one_queue_one(holders, gated, held, server)
         full = httpx.post(f"{server.url}/v1/compress", json=items[2])
         assert full.status_code == 503
         threading.Timer(1.0, gated.gate.set).start()
@@ -287,9 +295,7 @@ def test_client_retries_503_until_the_queue_drains():
         impatient = RemoteCompressor(server.url, retries=1, backoff=0.01, max_backoff=0.05)
         blockers = [threading.Thread(target=impatient.compress, kwargs=item) for item in items[:2]]
         held = len(gated.held)
-        for thread in blockers:
-            thread.start()
-        until(lambda: len(gated.held) == held + 1 and server.service.waiting("first-k") == 1)
+        hold_one_queue_one(blockers, gated, held, server)
         with pytest.raises(ServerBusy, match="busy"):
             impatient.compress(**items[2])
         gated.gate.set()
