@@ -3,7 +3,6 @@ shipped cross-encoder on real passages."""
 
 from __future__ import annotations
 
-import re
 from importlib import resources
 
 import numpy as np
@@ -17,6 +16,7 @@ from ragpress.compressors.relevance import (
     _sentence_units,
 )
 from ragpress.compressors.token_classifier import EncodedDoc
+from ragpress.text import word_spans
 
 QUESTION = "What is the first sign of fuel dilution?"
 ANSWER = "a level that rises between services is the first sign of fuel dilution"
@@ -47,7 +47,7 @@ def test_sentence_score_is_the_mean_keep_probability_of_its_subwords():
 
 def test_clauses_take_their_sentence_score_times_their_best_answer_probability():
     text = "Dogs bark at night, cats sleep all day. Rain."
-    words = np.array([[a, b] for a, b in _word_offsets(text)])
+    words = np.array(word_spans(text))
     doc = EncodedDoc(text, np.arange(len(words)), np.arange(len(words)), words)
     keep = np.array([0.2, 0.4, 0.6, 0.6, 0.2, 0.4, 0.6, 0.6, 0.2, 0.2, 0.9, 0.9])
     answer = np.array([0.1, 0.1, 0.3, 0.0, 0.0, 0.0, 0.7, 0.0, 0.0, 0.0, 0.5, 0.0])
@@ -64,10 +64,6 @@ def test_clauses_take_their_sentence_score_times_their_best_answer_probability()
     answer[10] = 0.95  # "Rain": in a sentence a threshold dropped, so in no clause
     first_only = _clause_units(sentences.take(slice(0, 1)), [ScoredDocument(doc, keep, answer, 0)])
     np.testing.assert_allclose(first_only.score, clauses.score[:2])
-
-
-def _word_offsets(text: str) -> list[tuple[int, int]]:
-    return [m.span() for m in re.finditer(r"\w+|[^\w\s]", text)]
 
 
 @pytest.fixture(scope="module")
