@@ -58,15 +58,16 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.report
 
 # Deep dives per compressor (more items, probe AUC, IB abstention, LLMLingua-2 agreement) and
-# the serving comparison (in-process, uvicorn, Ray Serve): ~1.5 h.
+# the serving comparison (in-process, uvicorn, Ray Serve): ~2.5 h (the relevance runs ~80 min).
 bench-extra: $(STAMP)
 	bash bench/anchors/setup_llmlingua.sh
 	$(BIN)/python -m bench.entropy --items 40 --rate 0.25
 	$(BIN)/python -m bench.attention_probe --items 50
 	$(BIN)/python -m bench.attention_probe --items 50 --methods attention-probe+entropy --name pipeline
 	$(BIN)/python -m bench.ib_filter --items 20
-	$(BIN)/python -m bench.relevance --items 20
-	$(BIN)/python -m bench.relevance --items 300 --methods relevance embedding-similarity --settings other-article same-article gold-only --speed-items 0 --name relevance_300
+	$(BIN)/python -m bench.relevance --items 40 --methods relevance embedding-similarity entropy relevance+entropy random --speed-items 20 --reader-items 20
+	$(BIN)/python -m bench.relevance --items 20 --methods entropy relevance+entropy --settings other-article same-article --targets 8x 16x --speed-items 0 --pipeline-speed-items 20 --name relevance_pipeline
+	$(BIN)/python -m bench.relevance --items 300 --methods relevance embedding-similarity --settings other-article same-article gold-only --speed-items 0 --reader-items 100 --name relevance_300
 	$(BIN)/python -m bench.relevance --items 100 --methods attention-probe embedding-similarity --settings other-article same-article gold-only --speed-items 0 --name probe_check
 	$(BIN)/python -m bench.startup
 	$(BIN)/python -m bench.token_classifier --items 50 --anchor-items 20

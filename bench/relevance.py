@@ -34,9 +34,11 @@ from typing import Any
 import ragpress
 from bench.harness import measure_interleaved, warm_up, write_results
 from bench.quality import reuse_forwards
+from bench.reader import ORIGINAL
 from bench.reporting import (
     SETTING_TARGETS,
     Paragraph,
+    Result,
     Results,
     goal,
     missing_note,
@@ -45,12 +47,22 @@ from bench.reporting import (
 from ragpress.training.qa import SETTINGS, QAItem, answer_survives, load_setting
 
 COMMANDS = {
-    "relevance": "python -m bench.relevance --items 20",
+    "relevance": (
+        "python -m bench.relevance --items 40 --methods relevance embedding-similarity entropy"
+        " relevance+entropy random --speed-items 20 --reader-items 20"
+    ),
+    # relevance+entropy against entropy at the high ratios, timed in turns (#16's pipeline bar).
+    "relevance_pipeline": (
+        "python -m bench.relevance --items 20 --methods entropy relevance+entropy"
+        " --settings other-article same-article --targets 8x 16x --speed-items 0"
+        " --pipeline-speed-items 20 --name relevance_pipeline"
+    ),
     # The issues' bars, on more items: relevance (#16) and attention-probe (#21) against
     # embedding-similarity on the answerable settings.
     "relevance_300": (
         "python -m bench.relevance --items 300 --methods relevance embedding-similarity"
-        " --settings other-article same-article gold-only --speed-items 0 --name relevance_300"
+        " --settings other-article same-article gold-only --speed-items 0 --reader-items 100"
+        " --name relevance_300"
     ),
     "probe_check": (
         "python -m bench.relevance --items 100 --methods attention-probe embedding-similarity"
@@ -58,6 +70,7 @@ COMMANDS = {
     ),
 }
 _SPEED = "speed (4x, in turns, same items)"
+_READER = "reader (Qwen2.5-0.5B, 4x contexts, other-article)"
 #: Rates by target, in the order the report reads them (``SETTING_TARGETS``).
 TARGETS = {target: 1 / goal(target) for target in SETTING_TARGETS}
 ANSWERABLE = ("other-article", "same-article", "gold-only")
@@ -199,7 +212,7 @@ def _compress(compressor: Any, item: QAItem, rate: float) -> Any:
 
 def reader_rows(items: list[QAItem], methods: Sequence[str], rate: float) -> list[dict[str, Any]]:
     """The Qwen2.5-0.5B reader's EM / F1 from the original and from each method's contexts."""
-    from bench.reader import ORIGINAL, Reader, evaluate
+    from bench.reader import Reader, evaluate
 
     contexts = {ORIGINAL: [item.context() for item in items]}
     for name in methods:
@@ -240,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         ]
     if args.reader_items:
         reader_items = load_setting(args.split, "other-article", args.reader_items)
-        extra["reader (Qwen2.5-0.5B, 4x contexts, other-article)"] = reader_rows(
+        extra[_READER] = reader_rows(
             reader_items, ["relevance", "embedding-similarity", "entropy"], 0.25
         )
     command = "python -m bench.relevance " + shlex.join(sys.argv[1:] if argv is None else argv)
@@ -281,7 +294,33 @@ def relevance_paragraph(results: Results) -> str:
         text += f". On {larger['rows'][0]['items']} test items per setting: " + settings_comparison(
             larger, "relevance", "embedding-similarity"
         )
-    return text + "."
+    return text + _reader_sentence(result, larger) + "."
+
+
+def _reader_sentence(*runs: Result | None) -> str:
+    """The reader's F1 from relevance's 4x contexts beside the cosine filter's and the full
+    context's, from whichever run read the most items ("" when none read any)."""
+    tables = [run.get("extra", {}).get(_READER, []) for run in runs if run is not None]
+    rows = {row["method"]: row for row in max(tables, key=_items_read, default=[])}
+    if "relevance" not in rows:
+        return ""
+    text = (
+        f". The Qwen2.5-0.5B reader, from the 4x contexts of {rows['relevance']['items']} "
+        f"other-article items: F1 {rows['relevance']['F1_%']}%"
+    )
+    others = [
+        f"{rows[name]['F1_%']}% from {label}"
+        for name, label in (
+            ("embedding-similarity", "embedding-similarity's"),
+            (ORIGINAL, "the full context"),
+        )
+        if name in rows
+    ]
+    return text + (f" against {' and '.join(others)}" if others else "")
+
+
+def _items_read(rows: list[dict[str, Any]]) -> int:
+    return max((row["items"] for row in rows), default=0)
 
 
 #: Its paragraphs in "Where each compressor wins and loses" (bench/report.py orders them).

@@ -265,6 +265,26 @@ def setting_rows(method: str, items: int, shares: dict[str, tuple[float, ...]]) 
     ]
 
 
+def reader_rows(items: int, f1: dict[str, float]) -> list[dict]:
+    return [{"method": m, "items": items, "F1_%": v} for m, v in f1.items()]
+
+
+def test_the_reader_sentence_comes_from_the_run_that_read_the_most_items(results: Path) -> None:
+    rows = setting_rows("relevance", 20, {"other-article": (100, 99, 95, 72)})
+    reader = "reader (Qwen2.5-0.5B, 4x contexts, other-article)"
+    few = reader_rows(20, {"original": 41.2, "relevance": 31.7, "embedding-similarity": 38.4})
+    write(results, "relevance", rows, **{reader: few})
+    assert paragraph(report(results), "relevance").endswith(
+        "The Qwen2.5-0.5B reader, from the 4x contexts of 20 other-article items: F1 31.7% "
+        "against 38.4% from embedding-similarity's and 41.2% from the full context."
+    )
+    many = reader_rows(100, {"relevance": 30.2, "original": 40.0})
+    write(results, "relevance_300", setting_rows("relevance", 300, {}), **{reader: many})
+    assert paragraph(report(results), "relevance").endswith(
+        "of 100 other-article items: F1 30.2% against 40.0% from the full context."
+    )
+
+
 def test_the_issue_bars_are_read_from_the_larger_settings_runs(results: Path) -> None:
     for name, method in (("relevance_300", "relevance"), ("probe_check", "attention-probe")):
         ours = setting_rows(method, 300, {"other-article": (100, 99, 95, 72.4)})
