@@ -52,7 +52,8 @@ def test_clauses_take_their_sentence_score_times_their_best_answer_probability()
     keep = np.array([0.2, 0.4, 0.6, 0.6, 0.2, 0.4, 0.6, 0.6, 0.2, 0.2, 0.9, 0.9])
     answer = np.array([0.1, 0.1, 0.3, 0.0, 0.0, 0.0, 0.7, 0.0, 0.0, 0.0, 0.5, 0.0])
     sentences = _sentence_units(0, doc, keep)
-    clauses = _clause_units(sentences, [ScoredDocument(doc, keep, answer, 0.9)])
+    clauses, parents = _clause_units(sentences, [ScoredDocument(doc, keep, answer, 0.9)])
+    assert parents.tolist() == [0, 0, 1]
     assert [text[a:b] for a, b in zip(clauses.start, clauses.end, strict=True)] == [
         "Dogs bark at night,",
         "cats sleep all day.",
@@ -62,7 +63,9 @@ def test_clauses_take_their_sentence_score_times_their_best_answer_probability()
         clauses.score, [0.4 * (0.3 + ANSWER_FLOOR), 0.4 * (0.7 + ANSWER_FLOOR), 0.9 * 0.55]
     )
     answer[10] = 0.95  # "Rain": in a sentence a threshold dropped, so in no clause
-    first_only = _clause_units(sentences.take(slice(0, 1)), [ScoredDocument(doc, keep, answer, 0)])
+    first_only, _ = _clause_units(
+        sentences.take(slice(0, 1)), [ScoredDocument(doc, keep, answer, 0)]
+    )
     np.testing.assert_allclose(first_only.score, clauses.score[:2])
 
 

@@ -237,21 +237,23 @@ class RelevanceCompressor(ModelCompressor):
         best first, then a run of words in the room they leave."""
         if budget is None or not self.partial_sentence:
             return select(request.documents, sentences, self.tokenizer, budget, threshold=-np.inf)
+        clauses, parents = _clause_units(sentences, per_doc)
         selection = select(
             request.documents,
-            _clause_units(sentences, per_doc),
+            clauses,
             self.tokenizer,
             budget,
             threshold=-np.inf,
             skip_floor=SKIP_FLOOR,
         )
-        return self._with_partial_sentence(request, per_doc, sentences, selection, budget)
+        return self._with_partial_sentence(request, per_doc, sentences, parents, selection, budget)
 
     def _with_partial_sentence(
         self,
         request: CompressionRequest,
         per_doc: list[ScoredDocument],
         sentences: Units,
+        parents: np.ndarray,
         selection: Selection,
         budget: int,
     ) -> Selection:
@@ -264,13 +266,7 @@ class RelevanceCompressor(ModelCompressor):
         if budget - selection.tokens < MIN_PARTIAL_TOKENS or not len(left_out):
             return selection
         best = left_out[np.argmax(units.score[left_out])]
-        index = int(units.doc[best])
-        holds_best = (
-            (sentences.doc == index)
-            & (sentences.start <= units.start[best])
-            & (sentences.end >= units.end[best])
-        )
-        sentence = int(np.flatnonzero(holds_best)[0])
+        index, sentence = int(units.doc[best]), int(parents[best])
         start, end = int(sentences.start[sentence]), int(sentences.end[sentence])
         scored = per_doc[index]
         words = scored.doc.words
@@ -303,11 +299,12 @@ def _sentence_units(index: int, doc: EncodedDoc, probs: np.ndarray) -> Units:
     return Units.from_spans([(index, a, b) for a, b in spans], score)
 
 
-def _clause_units(sentences: Units, per_doc: list[ScoredDocument]) -> Units:
+def _clause_units(sentences: Units, per_doc: list[ScoredDocument]) -> tuple[Units, np.ndarray]:
     """Each sentence cut into clauses (:func:`ragpress.text.clause_spans`), a clause scored by
     its sentence's score times (its highest answer probability + ``ANSWER_FLOOR``): the keep
-    channel ranks sentences, the answer channel the clauses within one."""
-    parts = []
+    channel ranks sentences, the answer channel the clauses within one. Also, per clause, the
+    index in ``sentences`` of its sentence."""
+    parts, parents = [], []
     for index, scored in enumerate(per_doc):
         mine = np.flatnonzero(sentences.doc == index)
         text = scored.doc.text
@@ -322,9 +319,11 @@ def _clause_units(sentences: Units, per_doc: list[ScoredDocument]) -> Units:
         inside = (clause >= 0) & (_subword_starts(scored.doc) < ends[np.maximum(clause, 0)])
         answer = np.zeros(len(clauses))
         np.maximum.at(answer, clause[inside], scored.answer[inside])
-        score = sentences.score[np.asarray(parent, dtype=np.int64)] * (answer + ANSWER_FLOOR)
+        parent_index = np.asarray(parent, dtype=np.int64)
+        score = sentences.score[parent_index] * (answer + ANSWER_FLOOR)
         parts.append(Units.from_spans([(index, a, b) for a, b in clauses], score))
-    return Units.concat(parts)
+        parents.append(parent_index)
+    return Units.concat(parts), np.concatenate(parents or [np.zeros(0, dtype=np.int64)])
 
 
 def subword_sentences(doc: EncodedDoc, spans: Sequence[tuple[int, int]]) -> np.ndarray:
