@@ -11,11 +11,13 @@ import pytest
 import ragpress
 from ragpress.compressors.relevance import (
     ANSWER_FLOOR,
+    RELEVANCE_POWER,
     ScoredDocument,
     _clause_units,
     _sentence_units,
 )
 from ragpress.compressors.token_classifier import EncodedDoc
+from ragpress.selection import Units
 from ragpress.text import word_spans
 
 QUESTION = "What is the first sign of fuel dilution?"
@@ -59,14 +61,28 @@ def test_clauses_take_their_sentence_score_times_their_best_answer_probability()
         "cats sleep all day.",
         "Rain.",
     ]
+    weight = 0.9**RELEVANCE_POWER  # the document's relevance
     np.testing.assert_allclose(
-        clauses.score, [0.4 * (0.3 + ANSWER_FLOOR), 0.4 * (0.7 + ANSWER_FLOOR), 0.9 * 0.55]
+        clauses.score,
+        np.array([0.4 * (0.3 + ANSWER_FLOOR), 0.4 * (0.7 + ANSWER_FLOOR), 0.9 * 0.55]) * weight,
     )
     answer[10] = 0.95  # "Rain": in a sentence a threshold dropped, so in no clause
     first_only, _ = _clause_units(
-        sentences.take(slice(0, 1)), [ScoredDocument(doc, keep, answer, 0)]
+        sentences.take(slice(0, 1)), [ScoredDocument(doc, keep, answer, 0.9)]
     )
     np.testing.assert_allclose(first_only.score, clauses.score[:2])
+
+
+def test_the_clauses_of_a_more_relevant_document_rank_above_the_same_clauses_elsewhere():
+    text = "Dogs bark at night, cats sleep all day."
+    words = np.array(word_spans(text))
+    doc = EncodedDoc(text, np.arange(len(words)), np.arange(len(words)), words)
+    keep, answer = np.full(len(words), 0.5), np.full(len(words), 0.5)
+    sentences = Units.concat([_sentence_units(d, doc, keep) for d in (0, 1)])
+    per_doc = [ScoredDocument(doc, keep, answer, r) for r in (0.2, 0.8)]
+    clauses, parents = _clause_units(sentences, per_doc)
+    assert clauses.doc.tolist() == [0, 0, 1, 1] and parents.tolist() == [0, 0, 1, 1]
+    np.testing.assert_allclose(clauses.score[2:] / clauses.score[:2], 4.0**RELEVANCE_POWER)
 
 
 @pytest.fixture(scope="module")
