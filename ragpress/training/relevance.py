@@ -91,10 +91,10 @@ What did move the 8x and 16x figures was selection, not training: clauses instea
 sentences under a budget (:mod:`ragpress.compressors.relevance`, "What survives"), and then the
 passage relevance weight that did nothing for whole sentences: on clauses, its cube took
 same-article survival on 300 dev items at 4x / 8x from 97.0 / 93.7 to 99.3 / 95.7
-(``RELEVANCE_POWER``). With it, the
-soups above no longer help: on 400 dev items per setting, at 4x / 8x / 16x, shipped + fourth
-round gave other-article 99.0 / 95.5 / 86.0, same-article 96.8 / 92.8 / 82.0 against the
-shipped model's 99.0 / 96.5 / 85.5 and 96.8 / 93.2 / 82.5.
+(``RELEVANCE_POWER``). With clauses, the soups above no longer help: on 400 dev items per
+setting, at 4x / 8x / 16x, shipped + fourth round gave other-article 99.0 / 95.5 / 86.0,
+same-article 96.8 / 92.8 / 82.0 against the shipped model's 99.0 / 96.5 / 85.5 and 96.8 / 93.2 /
+82.5.
 
 Not tried: the natural_instructions subtasks allowed for training give few sentence labels.
 DROP's answers are numbers in 6,283 of its 6,500 examples (48 spans); MultiRC's targets are
