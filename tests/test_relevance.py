@@ -12,13 +12,15 @@ import ragpress
 from ragpress.compressors.relevance import (
     ANSWER_FLOOR,
     RELEVANCE_POWER,
+    REREAD_SENTENCES,
     ScoredDocument,
     _clause_units,
+    _reread_candidates,
     _sentence_units,
 )
 from ragpress.compressors.token_classifier import EncodedDoc
 from ragpress.selection import Units
-from ragpress.text import word_spans
+from ragpress.text import trimmed_sentence_spans, word_spans
 
 QUESTION = "What is the first sign of fuel dilution?"
 ANSWER = "a level that rises between services is the first sign of fuel dilution"
@@ -31,6 +33,14 @@ NOISE = [
 def _sample_documents() -> list[str]:
     text = resources.files("ragpress.data").joinpath("sample.txt").read_text("utf-8")
     return [part for part in text.split("\n\n") if part.strip()]
+
+
+def _recorded_runs(compressor, monkeypatch) -> list[list[list[int]]]:
+    """The sequences of each model run ``compressor`` makes from now on."""
+    calls: list[list[list[int]]] = []
+    run = compressor.runner.run
+    monkeypatch.setattr(compressor.runner, "run", lambda seqs: calls.append(seqs) or run(seqs))
+    return calls
 
 
 def test_sentence_score_is_the_mean_keep_probability_of_its_subwords():
@@ -85,6 +95,17 @@ def test_the_clauses_of_a_more_relevant_document_rank_above_the_same_clauses_els
     np.testing.assert_allclose(clauses.score[2:] / clauses.score[:2], 4.0**RELEVANCE_POWER)
 
 
+def test_the_reread_takes_the_best_sentences_of_the_most_relevant_document_only():
+    doc = EncodedDoc("", np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros((0, 2)))
+    per_doc = [ScoredDocument(doc, np.zeros(0), np.zeros(0), r) for r in (0.3, 0.7, 0.2)]
+    spans = [(0, 0, 5), (1, 0, 5), (1, 6, 10), (1, 11, 15), (2, 0, 5)]
+    sentences = Units.from_spans(spans, np.array([0.9, 0.1, 0.5, 0.3, 0.8]))
+    assert _reread_candidates(per_doc, sentences, 2).tolist() == [2, 3]  # best first
+    assert _reread_candidates(per_doc, sentences, 9).tolist() == [2, 3, 1]
+    assert _reread_candidates(per_doc, sentences, 0).tolist() == []
+    assert _reread_candidates([], sentences.take(slice(0, 0)), 9).tolist() == []
+
+
 @pytest.fixture(scope="module")
 def relevance():
     return ragpress.get_compressor("relevance")
@@ -129,17 +150,16 @@ def test_without_a_budget_noise_only_retrieval_keeps_nothing(relevance):
 def test_long_documents_go_in_windows_of_one_batched_run(relevance, monkeypatch):
     filler = " ".join(f"Sentence {i} is about the weather in town number {i}." for i in range(80))
     long_doc = filler + " " + _sample_documents()[0]
-    calls = []
-    run = relevance.runner.run
-    monkeypatch.setattr(relevance.runner, "run", lambda seqs: calls.append(seqs) or run(seqs))
+    calls = _recorded_runs(relevance, monkeypatch)
     results = relevance.compress_batch(
         [
             {"context": [long_doc, NOISE[0]], "query": QUESTION, "rate": 0.1},
             {"context": NOISE[1], "query": "What do plants make?", "rate": 0.5},
         ]
     )
-    assert len(calls) == 1 and len(calls[0]) > 3  # the long document needs several windows
+    assert len(calls) == 2 and len(calls[0]) > 3  # the long document needs several windows
     assert max(len(sequence) for sequence in calls[0]) <= relevance.max_length
+    assert len(calls[1]) == REREAD_SENTENCES + 1  # both requests' rereads in one run
     assert "fuel dilution" in results[0].text.lower()
     assert results[1].text in NOISE[1]
 
@@ -164,6 +184,9 @@ def test_needs_a_query_and_checks_its_options(relevance):
         relevance.compress(_sample_documents(), None, rate=0.5)
     with pytest.raises(ValueError, match="threshold"):
         ragpress.get_compressor("relevance", threshold=1.5)
+    for bad in (-1, True, 2.0):
+        with pytest.raises(ValueError, match="reread_sentences"):
+            ragpress.get_compressor("relevance", reread_sentences=bad)
     assert ragpress.get_compressor("provence").name == "relevance"
 
 
@@ -188,3 +211,27 @@ def test_when_no_sentence_fits_it_keeps_a_run_of_words_of_the_best_one(relevance
     answer_sentence = manual[manual.index("If the oil smells") :]
     assert result.text in answer_sentence  # one run of words of it, as written
     assert "version 4.2.1" in result.text  # the window sits on the answer (answer channel)
+
+
+@pytest.mark.real_model
+def test_under_a_budget_the_best_sentences_of_the_top_document_are_read_again_alone(
+    relevance, monkeypatch
+):
+    documents = [NOISE[0], _sample_documents()[0]]
+    calls = _recorded_runs(relevance, monkeypatch)
+    assert "first sign of fuel dilution" in relevance.compress(documents, QUESTION, rate=0.3).text
+    encode = relevance.runner.tokenizer
+    head = len(encode(QUESTION, add_special_tokens=False)["input_ids"]) + 2  # [CLS] q [SEP]
+    sentences = [documents[1][a:b] for a, b in trimmed_sentence_spans(documents[1])]
+    ids = [tuple(encode(s, add_special_tokens=False)["input_ids"]) for s in sentences]
+    read_alone = [tuple(sequence[head:-1]) for sequence in calls[1]]
+    assert len(calls) == 2 and len(read_alone) == min(REREAD_SENTENCES, len(sentences))
+    assert set(read_alone) <= set(ids)
+    assert ids[[ANSWER in s for s in sentences].index(True)] in read_alone
+    calls.clear()
+    relevance.compress(documents, QUESTION)  # no budget: the threshold decides, nothing reread
+    assert len(calls) == 1
+    once = ragpress.get_compressor("relevance", reread_sentences=0)
+    calls = _recorded_runs(once, monkeypatch)
+    once.compress(documents, QUESTION, rate=0.3)
+    assert len(calls) == 1

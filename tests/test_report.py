@@ -17,9 +17,9 @@ NOW = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def write(
-    folder: Path, name: str, rows: list[dict], date: str = "2030-01-01T00:00:00+00:00", **extra: Any
-) -> None:
+def write(folder: Path, name: str, rows: list[dict], **extra: Any) -> None:
+    """A results file as bench.harness writes it; ``date=`` sets the run's date."""
+    date = extra.pop("date", "2030-01-01T00:00:00+00:00")
     machine = {"platform": "TestOS-1", "date": date, "python": "3.11.0", "torch": "9.9.9"}
     payload = {"name": name, "command": f"python -m bench.{name}", "machine": machine}
     (folder / f"{name}.json").write_text(json.dumps(payload | {"rows": rows, "extra": extra}))
@@ -207,7 +207,7 @@ def test_reader_paragraph_reads_the_quality_runs_reader_table(results: Path) -> 
          "prompt_time_saved_%": 75.0},
     ]  # fmt: skip
     assert "not measured yet" in paragraph(report(results), "End to end")
-    write(results, "quality", qa_rows(PROBE_BEST), **{"reader at 4x (Qwen2.5-0.5B)": reader})  # type: ignore[arg-type]
+    write(results, "quality", qa_rows(PROBE_BEST), **{"reader at 4x (Qwen2.5-0.5B)": reader})
     text = paragraph(report(results), "End to end")
     assert "(Qwen2.5-0.5B reader, 10 items)" in text
     assert "EM 30%, F1 40% in 4,000 ms of prompt" in text
