@@ -39,7 +39,12 @@ def _recorded_runs(compressor, monkeypatch) -> list[list[list[int]]]:
     """The sequences of each model run ``compressor`` makes from now on."""
     calls: list[list[list[int]]] = []
     run = compressor.runner.run
-    monkeypatch.setattr(compressor.runner, "run", lambda seqs: calls.append(seqs) or run(seqs))
+
+    def recorded(sequences: list[list[int]]) -> object:
+        calls.append(sequences)
+        return run(sequences)
+
+    monkeypatch.setattr(compressor.runner, "run", recorded)
     return calls
 
 
