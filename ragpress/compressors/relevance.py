@@ -171,9 +171,9 @@ class RelevanceCompressor(ModelCompressor):
     ) -> None:
         if threshold is not None and not (0.0 <= threshold <= 1.0):
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-        if not _is_count(reread_sentences):
+        if not _is_int_at_least(reread_sentences, 0):
             raise ValueError(f"reread_sentences must be an int >= 0, got {reread_sentences!r}")
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 64:
+        if not _is_int_at_least(max_length, 64):
             raise ValueError(f"max_length must be an int >= 64, got {max_length!r}")
         super().__init__(**options)
         self.threshold, self.rerank, self.max_length = threshold, bool(rerank), max_length
@@ -362,8 +362,8 @@ def _has_budget(request: CompressionRequest) -> bool:
     return request.rate is not None or request.target_tokens is not None
 
 
-def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+def _is_int_at_least(value: object, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
 def _reread_candidates(per_doc: list[ScoredDocument], sentences: Units, limit: int) -> np.ndarray:
