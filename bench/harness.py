@@ -223,8 +223,9 @@ def render_markdown(
 ) -> str:
     """A heading, the rows as a table, extra tables and notes, then the command and machine.
 
-    Entries of ``extra`` that are lists of dicts become tables under their key; strings and
-    lists of strings become paragraphs; anything else stays in the JSON only.
+    Entries of ``extra`` that are lists of dicts become tables under their key; notes (a key
+    ending in "note" or "notes": strings and lists of strings) become paragraphs; other strings
+    a ``key: value`` line ("split: test"); anything else stays in the JSON only.
     """
     lines = [f"# {name}", "", markdown_table(rows), ""]
     for key, value in (extra or {}).items():
@@ -237,7 +238,7 @@ def render_markdown(
 
 def _extra_section(key: str, value: Any) -> list[str]:
     if isinstance(value, str):
-        return [value, ""]
+        return [value if key.endswith(("note", "notes")) else f"{key}: {value}", ""]
     if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
         return [f"## {key}", "", markdown_table(value), ""]
     if isinstance(value, list) and value and all(isinstance(item, str) for item in value):

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bench.harness import markdown_table
+from bench.harness import markdown_table, render_markdown
 from bench.report import EXPECTED, build
 from bench.reporting import family
 
@@ -304,3 +304,13 @@ def test_the_issue_bars_are_read_from_the_larger_settings_runs(results: Path) ->
         "(300 test items per setting, 2x / 4x / 8x / 16x): "
         "other-article 100/99/95/72% against 100/100/89/61%."
     )
+
+
+def test_a_results_files_strings_read_as_facts_and_its_notes_as_prose() -> None:
+    extra = {"split": "test", "anchor_note": "llmlingua rows skipped.", "notes": ["One.", "Two."]}
+    text = render_markdown("quality", [{"method": "random"}], "python -m x", {}, extra)
+    lines = text.splitlines()
+    assert "split: test" in lines
+    assert "test" not in lines
+    assert "llmlingua rows skipped." in lines
+    assert [line for line in lines if line.startswith("- ")] == ["- One.", "- Two."]
