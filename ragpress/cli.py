@@ -436,6 +436,10 @@ def train_relevance(
         float,
         typer.Option(help="Share of answerable questions also asked self-corrected (0-1)."),
     ] = 0.0,
+    sentences: Annotated[
+        float,
+        typer.Option(help="Share of answerable questions also asked of each gold sentence alone."),
+    ] = 0.0,
     lr: Annotated[float, typer.Option(help="Peak learning rate (one cycle).")] = 1.5e-4,
     seed: Annotated[int, typer.Option(help="Seed of the pair sample and batch order.")] = 0,
     out: Annotated[str | None, typer.Option("--out", "--output", help=OUT_HELP)] = None,
@@ -454,6 +458,7 @@ def train_relevance(
         ranking_weight=ranking_weight,
         answer_weight=answer_weight,
         corrections=corrections,
+        sentences=sentences,
         lr=lr,
         seed=seed,
         output=output,

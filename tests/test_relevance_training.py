@@ -8,13 +8,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from ragpress.training.qa import QAItem  # noqa: E402
 from ragpress.training.relevance import (  # noqa: E402
     ANSWER,
     KEEP,
     Batch,
     Pair,
     build_examples,
+    kept_sentences,
     loss_of,
+    sentence_pairs,
     sentence_ranking_loss,
 )
 
@@ -108,3 +111,18 @@ def test_answer_labels_mark_the_answer_inside_its_sentence():
     neighbours = [t for t, a in zip(tokens, example.answer, strict=True) if a == 0.0]
     assert answer == ["gustave", "e", "##iff", "##el"]
     assert neighbours == ["it", "was", "built", "by", "in", "1889", "."]  # its sentence only
+
+
+def test_sentence_pairs_ask_each_gold_sentence_alone_and_only_the_answers_is_kept():
+    passage = "The sky is blue. It was built by Gustave Eiffel in 1889. Paris is big."
+    item = QAItem("q1", "Who built it?", ["Gustave Eiffel"], passage, ["Rome is old."])
+    pairs = sentence_pairs([item], share=1.0, seed=0)
+    assert [p.passage for p in pairs] == [
+        "The sky is blue.",
+        "It was built by Gustave Eiffel in 1889.",
+        "Paris is big.",
+    ]
+    assert {p.question for p in pairs} == {"Who built it?"}
+    labelled = [bool(kept_sentences(p.passage, p.answers)) for p in pairs]
+    assert labelled == [False, True, False]
+    assert sentence_pairs([item], share=0.0, seed=0) == []
