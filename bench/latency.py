@@ -3,7 +3,8 @@
 Run: ``python -m bench.latency [--profile quick|full] [--methods ...] [--lengths ...]
 [--backends ...] [--repeats N] [--no-anchor] [--name latency]``. The quick profile (the
 default, for ``make bench``) measures a subset of the grid in ~13 minutes on 2 idle
-cores: SmolLM2 reads only ~200-500 tokens/s here, so its methods get 512-8k on the default
+cores: the decoders (SmolLM2, and Qwen2.5-0.5B for attention-probe) read only ~100-500
+tokens/s here, so their methods get 512-8k on the default
 backend (ONNX fp32) and 512-2k on int8, torch runs at 512, batch 16 at 512 on the default
 backend, and 10k/100k (the scaling pair) run on int8 for the fast methods. ``--profile full``
 measures every cell but 10k/100k x 16 (many hours). Every cell left out is listed, with the
@@ -96,6 +97,8 @@ SCALING = (10_000, 100_000)  # time per token at the second vs the first
 MIN_SCALING_FROM = 2048
 BATCHES = (1, 16)
 METHODS = (
+    "relevance",
+    "relevance+entropy",
     "entropy",
     "token-classifier",
     "attention-probe",
@@ -112,7 +115,6 @@ BACKENDS: dict[str, dict[str, Any]] = {
     "onnx-int8": {"backend": "onnx", "variant": "int8"},
     "cuda-fp16": {"backend": "onnx", "variant": "fp16", "device": "cuda"},
 }
-FIXED_BACKEND = {"embedding-similarity": "torch"}  # a model, but no backend choice
 DEFAULT_BACKEND = "onnx-fp32"  # the grid's reference backend
 FASTEST = "onnx-int8"  # the quick profile's backend for 10k/100k
 LONGEST_WHOLE = 32768  # longer grid lengths (100k, and 10k beside it) measure scaling
@@ -121,8 +123,9 @@ READS_ALL_AT_ONCE = {
     "embedding-similarity": "embeds all sentences in one padded batch (memory grows with the "
     "input): 10k/100k only for the windowed and chunked methods",
 }
-#: The model whose compressors read only ~200-500 tokens/s here (the quick profile cuts them).
-SLOW_MODEL = "smollm2-135m"
+#: The decoders whose compressors read only ~100-500 tokens/s here (the quick profile cuts them):
+#: SmolLM2 (entropy, ib-filter) and Qwen2.5-0.5B (attention-probe's proxy).
+SLOW_MODELS = frozenset({"smollm2-135m", "qwen2.5-0.5b"})
 MAX_ANCHOR_TOKENS = 8192  # llmlingua beyond it takes minutes per call
 ANCHOR_THREADS = 2  # the anchor uses both cores, as onnxruntime does for ours
 
@@ -223,9 +226,7 @@ class Cell:
 
 
 def method_backends(method: str) -> list[str]:
-    """The backends a method can run on: its own fixed one, "none", or the BACKENDS."""
-    if method in FIXED_BACKEND:
-        return [FIXED_BACKEND[method]]
+    """The backends a method can run on: "none", or the BACKENDS."""
     takes = [_takes_backend(stage) for stage in method.split("+")]
     return list(BACKENDS) if any(takes) else ["none"]
 
@@ -235,9 +236,9 @@ def _takes_backend(method: str) -> bool:
 
 
 def _reads_slow_model(method: str) -> bool:
-    """Some stage runs SLOW_MODEL by default (its class says which model it loads)."""
+    """Some stage runs one of SLOW_MODELS by default (its class says which model it loads)."""
     return any(
-        getattr(factory(stage), "default_model", None) == SLOW_MODEL for stage in method.split("+")
+        getattr(factory(stage), "default_model", None) in SLOW_MODELS for stage in method.split("+")
     )
 
 
@@ -248,7 +249,7 @@ def plan(
     cells = []
     for method in methods:
         for backend in method_backends(method):
-            chosen = backend in backends or backend not in BACKENDS or method in FIXED_BACKEND
+            chosen = backend in backends or backend not in BACKENDS
             grid = sorted(set(lengths) | _scaling_lengths(method, backend, lengths, quick))
             for tokens, batch in itertools.product(grid, BATCHES):
                 reason = skip_reason(method, backend, tokens, batch, quick)
@@ -278,24 +279,23 @@ def skip_reason(method: str, backend: str, tokens: int, batch: int, quick: bool)
 
 
 def _quick_reason(method: str, backend: str, tokens: int, batch: int) -> str | None:
-    """The quick profile's cuts: SmolLM2 reads ~200-500 tokens/s on 2 cores, so its methods
-    get the length axis on the default backend only, short inputs on the others."""
+    """The quick profile's cuts: the decoders read ~100-500 tokens/s on 2 cores, so their
+    methods get the length axis on the default backend only, short inputs on the others."""
     slow = _reads_slow_model(method)
-    own_backend = ("none", FIXED_BACKEND.get(method))  # no choice: batch 16 runs on it
     if "+" in method and (tokens > 2048 or batch > 1 or backend != DEFAULT_BACKEND):
         return (
             f"quick profile: pipelines on {DEFAULT_BACKEND}, batch 1, up to 2k "
             "(their stages have their own rows)"
         )
     if slow and tokens > 8192:
-        return "quick profile: SmolLM2 methods up to 8k (minutes per call beyond)"
-    if batch > 1 and (tokens > LENGTHS[0] or backend not in (DEFAULT_BACKEND, *own_backend)):
+        return "quick profile: decoder methods up to 8k (minutes per call beyond)"
+    if batch > 1 and (tokens > LENGTHS[0] or backend not in (DEFAULT_BACKEND, "none")):
         return f"quick profile: batch 16 only at 512 tokens, on {DEFAULT_BACKEND}"
-    if backend == "torch" and method not in FIXED_BACKEND and tokens > LENGTHS[0]:
+    if backend == "torch" and tokens > LENGTHS[0]:
         return "quick profile: torch only at 512 (bench.models compares backends' forwards)"
     if slow and backend != DEFAULT_BACKEND and tokens > 2048:
-        return f"quick profile: SmolLM2 methods beyond 2k only on {DEFAULT_BACKEND}"
-    if tokens > LONGEST_WHOLE and backend not in (FASTEST, *own_backend):
+        return f"quick profile: decoder methods beyond 2k only on {DEFAULT_BACKEND}"
+    if tokens > LONGEST_WHOLE and backend not in (FASTEST, "none"):
         return f"quick profile: 10k/100k only on the fastest backend ({FASTEST})"
     return None
 
@@ -326,7 +326,7 @@ def repeats_for(cell: Cell, quick: bool, override: int | None) -> tuple[int, int
 def build(method: str, backend: str) -> tuple[Any, bool]:
     """The compressor and whether it gets the question (``question_aware``: methods that
     ignore a question get none, as a user would call them); warmed up."""
-    options = BACKENDS[backend] if backend in BACKENDS and method not in FIXED_BACKEND else {}
+    options = BACKENDS.get(backend, {})
     compressor = ragpress.get_compressor(method, **options)
     warm_up(compressor)
     return compressor, compressor.question_aware
@@ -540,7 +540,7 @@ def anchor_rows(lengths: Sequence[int], methods: Sequence[str]) -> list[dict[str
 
 def _our_ms(method: str, with_query: bool, inputs: list[Context]) -> list[float]:
     """One call per context of ``get_compressor(method)`` with no options: what a user gets
-    (for entropy on CPU the int8 graph and, with a question, the coarse step), which is not
+    (for entropy the fp32 graph and, with a question, the coarse step), which is not
     a grid cell."""
     compressor = ragpress.get_compressor(method)
     warm_up(compressor)
@@ -673,7 +673,7 @@ def anchor_section(args: argparse.Namespace) -> dict[str, Any]:
     beyond = [_k(tokens) for tokens in args.lengths if tokens > MAX_ANCHOR_TOKENS]
     note = (
         f"llmlingua 0.2.2 (torch, {ANCHOR_THREADS} threads) against our default compressors "
-        "as get_compressor builds them (entropy: int8 on CPU, coarse with a question; "
+        "as get_compressor builds them (entropy: fp32, coarse with a question; "
         "token-classifier: fp32, its global threshold) on the same contexts"
         + (f"; not run at {', '.join(beyond)} (minutes per call)." if beyond else ".")
     )
