@@ -4,12 +4,11 @@ Run: ``python -m bench.latency [--profile quick|full] [--methods ...] [--lengths
 [--backends ...] [--repeats N] [--no-anchor] [--name latency]``. The quick profile (the
 default, for ``make bench``) measures a subset of the grid in ~13 minutes on 2 idle
 cores: the decoders (SmolLM2, and Qwen2.5-0.5B for attention-probe) read only ~100-500
-tokens/s here, so their methods get 512-8k on the default
-backend (ONNX fp32) and 512-2k on int8, torch runs at 512, batch 16 at 512 on the default
-backend, and 10k/100k (the scaling pair) run on int8 for the fast methods. ``--profile full``
-measures every cell but 10k/100k x 16 (many hours). Every cell left out is listed, with the
-reason, in ``extra["skipped"]`` (``--dry-run`` prints the plan). The anchor rows need
-``bash bench/anchors/setup_llmlingua.sh``.
+tokens/s here, so their methods get 512-8k on the default backend (ONNX fp32) and 512-2k on
+int8, torch runs at 512, batch 16 at 512 on the default backend, and 10k/100k (the scaling
+pair) run on int8 for the fast methods. ``--profile full`` measures every cell but 10k/100k x
+16 (many hours). Every cell left out is listed, with the reason, in ``extra["skipped"]``
+(``--dry-run`` prints the plan). The anchor rows need ``bash bench/anchors/setup_llmlingua.sh``.
 
 Inputs are real text: the gold passage and 4 distractors of a development QA item (the
 question is the item's), then Wikipedia leads, split into ~150-token passages and cut to the
@@ -86,6 +85,7 @@ from bench.reporting import (
     spread,
     timed_rows,
 )
+from ragpress.onnx.catalogue import get_spec
 from ragpress.registry import accepted_options, factory
 from ragpress.text import sentence_spans, word_spans
 from ragpress.types import DOCUMENT_SEPARATOR
@@ -123,9 +123,6 @@ READS_ALL_AT_ONCE = {
     "embedding-similarity": "embeds all sentences in one padded batch (memory grows with the "
     "input): 10k/100k only for the windowed and chunked methods",
 }
-#: The decoders whose compressors read only ~100-500 tokens/s here (the quick profile cuts them):
-#: SmolLM2 (entropy, ib-filter) and Qwen2.5-0.5B (attention-probe's proxy).
-SLOW_MODELS = frozenset({"smollm2-135m", "qwen2.5-0.5b"})
 MAX_ANCHOR_TOKENS = 8192  # llmlingua beyond it takes minutes per call
 ANCHOR_THREADS = 2  # the anchor uses both cores, as onnxruntime does for ours
 
@@ -236,10 +233,10 @@ def _takes_backend(method: str) -> bool:
 
 
 def _reads_slow_model(method: str) -> bool:
-    """Some stage runs one of SLOW_MODELS by default (its class says which model it loads)."""
-    return any(
-        getattr(factory(stage), "default_model", None) in SLOW_MODELS for stage in method.split("+")
-    )
+    """Some stage runs a decoder by default (its class names the model; the catalogue says it
+    is a causal LM): SmolLM2 and Qwen2.5-0.5B read only ~100-500 tokens/s here."""
+    models = (getattr(factory(stage), "default_model", None) for stage in method.split("+"))
+    return any(name is not None and get_spec(name).kind == "causal-lm" for name in models)
 
 
 def plan(
