@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.latency import METHODS, method_backends, plan
+from bench.latency import METHODS, cpu_default_backend, method_backends, plan
 
 CPU_BACKENDS = ["torch", "onnx-fp32", "onnx-int8"]
 
@@ -33,3 +33,16 @@ def test_embedding_similarity_is_timed_on_the_onnx_graphs_it_runs() -> None:
 def test_decoder_methods_stop_at_8k_in_the_quick_profile(method: str) -> None:
     lengths = {t for _, t, _ in _measured(method, [512, 8192, 32768])}
     assert lengths == {512, 8192}
+
+
+@pytest.mark.parametrize(
+    ("method", "backend"),
+    [
+        ("relevance", "onnx-int8"),  # its cpu_variant
+        ("entropy", "onnx-fp32"),
+        ("relevance+entropy", "onnx-fp32"),  # stages differ: the grid's reference row
+        ("random", "none"),
+    ],
+)
+def test_the_latency_paragraph_reads_the_backend_a_cpu_user_gets(method: str, backend: str) -> None:
+    assert cpu_default_backend(method) == backend
