@@ -21,7 +21,7 @@ Paragraph = Callable[[Results], str]
 Note = Callable[[Result], str]
 
 # Runs of bench.attention_probe: the same QA items, so one comparison (latest run per method).
-SENTENCE_QA = ("attention_probe", "attention_probe_fill", "pipeline", "quality")
+SENTENCE_QA = ("attention_probe", "pipeline", "quality")
 FAMILIES = (
     "token-classifier",
     "attention-probe",
