@@ -72,6 +72,8 @@ bench-extra: $(STAMP)
 	$(BIN)/python -m bench.startup
 	$(BIN)/python -m bench.token_classifier --items 50 --anchor-items 20
 	$(BIN)/python -m bench.serve --requests 64
+	$(BIN)/python -m bench.serve --method entropy --requests 16 --clients 8 --items 16 --backends uvicorn-b1 uvicorn ray --overload-clients 32 --overload-queue 4 --name serve_entropy
+	$(BIN)/python -m bench.latency --profile full --methods entropy --lengths 10000 100000 --backends onnx-fp32 --no-anchor --name latency_entropy_100k
 	$(BIN)/python -m bench.report
 
 clean:

@@ -130,6 +130,9 @@ ANCHOR_THREADS = 2  # the anchor uses both cores, as onnxruntime does for ours
 #: each, as the Makefile runs it (bench.report names it when a result is missing).
 COMMANDS = {
     "latency": "python -m bench.latency",
+    # The quick profile stops the decoders at 8k: entropy's scaling to 100k, on its default.
+    "latency_entropy_100k": "python -m bench.latency --profile full --methods entropy "
+    "--lengths 10000 100000 --backends onnx-fp32 --no-anchor --name latency_entropy_100k",
 }
 
 

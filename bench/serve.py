@@ -47,7 +47,13 @@ from ragpress.serve.wire import comparable, result_from_wire
 
 #: The results this benchmark writes (bench/results/NAME.json) and the command that writes
 #: each, as the Makefile runs it (bench.report names it when a result is missing).
-COMMANDS = {"serve": "python -m bench.serve --requests 64"}
+COMMANDS = {
+    "serve": "python -m bench.serve --requests 64",
+    # A slow decoder served the same way (about a second per request on 2 cores).
+    "serve_entropy": "python -m bench.serve --method entropy --requests 16 --clients 8 "
+    "--items 16 --backends uvicorn-b1 uvicorn ray --overload-clients 32 --overload-queue 4 "
+    "--name serve_entropy",
+}
 BACKENDS = ("inprocess", "uvicorn-b1", "uvicorn", "ray")
 
 
