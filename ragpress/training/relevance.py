@@ -93,6 +93,11 @@ Tried after the shipped recipe, on 150 dev items per setting (int8; answer survi
   other-article 99.0 / 96.0 / 87.0, same-article 99.0 / 94.7 / 83.7, gold-only 79.7 / 57.0 /
   35.7 (shipped: 99.0 / 97.0 / 87.7, 99.3 / 96.7 / 84.0, 78.3 / 56.7 / 33.3), and no
   ``REREAD_WEIGHT`` from 0.2 to 1 brought other-article at 8x above 96.0.
+* at selection, the second read's other outputs as factors of a reread sentence's score: its
+  highest answer probability and its mean keep probability read alone, each to the power 0.3
+  (and both): other-article at 4x / 8x / 16x 99.0 / 96.7 / 88.0, 99.0 / 97.0 / 88.0 and
+  98.7 / 96.3 / 88.3, same-article 99.0 / 96.3 / 82.7, 98.3 / 96.0 / 83.3 and 98.3 / 94.7 /
+  84.0, against 99.0 / 97.0 / 87.7 and 99.3 / 96.7 / 84.0 without (300 dev items).
 
 What did move the 8x and 16x figures was selection, not training: clauses instead of whole
 sentences under a budget (:mod:`ragpress.compressors.relevance`, "What survives"), and then the
