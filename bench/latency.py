@@ -718,7 +718,12 @@ def latency_paragraph(results: Results) -> str:
             f"{label} is {speeds_range([r['speedup'] for r in rows])} llmlingua "
             f"{rows[0]['llmlingua']} on the same contexts ({lengths} tokens)"
         )
-    for row in extra.get("scaling", []):
+    scaling = [
+        row
+        for name in COMMANDS
+        for row in results.get(name, {}).get("extra", {}).get("scaling", [])
+    ]
+    for row in scaling:
         sentences.append(
             f"{row['method']} ({row['backend']}) takes {num(row['ratio'], 2)}x the time per "
             f"token at {row['to_tokens']:,} tokens as at {row['from_tokens']:,}"
