@@ -26,6 +26,7 @@ from typing import Any
 import ragpress
 from bench.harness import measure_interleaved, warm_up, write_results
 from bench.qa import load_items
+from ragpress.defaults import QUERY_METHOD
 
 SETTINGS: dict[str, list[dict[str, Any]]] = {
     "entropy": [
@@ -45,11 +46,17 @@ def _label(method: str, options: dict[str, Any]) -> str:
     return f"{method} {options['variant']} batch {options['batch_size']}"
 
 
+#: A setting's key (not a compressor option) for the rule before a call of one window ran on
+#: every core: it ran on one of the single-threaded side-by-side sessions.
+LONE_ON_ONE_THREAD = "lone window on one thread"
+
+
 def encoder_settings() -> dict[str, dict[str, Any]]:
     """The query default's runner settings: one run at a time on intra-op threads (naming
-    ``threads``) vs the default, runs side by side; rows per run 1 and 8."""
+    ``threads``) vs the default, runs side by side; rows per run 1 and 8; and the default as it
+    was before a lone window got every core."""
     cores = len(os.sched_getaffinity(0))
-    return {
+    settings = {
         f"{label}, batch {batch}": {**options, "batch_size": batch}
         for label, options in (
             (f"one run at a time x {cores} threads", {"threads": cores}),
@@ -57,6 +64,18 @@ def encoder_settings() -> dict[str, dict[str, Any]]:
         )
         for batch in (1, 8)
     }
+    before = f"{cores} runs side by side, a {LONE_ON_ONE_THREAD} (before), batch 1"
+    return settings | {before: {"batch_size": 1, LONE_ON_ONE_THREAD: True}}
+
+
+def _encoder_compressor(method: str, options: dict[str, Any]) -> Any:
+    options = dict(options)
+    lone_on_one_thread = options.pop(LONE_ON_ONE_THREAD, False)
+    compressor: Any = ragpress.get_compressor(method, device="cpu", **options)
+    if lone_on_one_thread:
+        runner = compressor.runner
+        runner._threaded_session = lambda: runner._session
+    return compressor
 
 
 def _one_by_one(compressor: Any, pool: list[dict[str, Any]]) -> list[Any]:
@@ -66,15 +85,14 @@ def _one_by_one(compressor: Any, pool: list[dict[str, Any]]) -> list[Any]:
 def encoder(args: argparse.Namespace) -> None:
     """Requests per second of the query default, one request per call vs one batched call."""
     from bench.serve import workload
-    from ragpress.defaults import QUERY_METHOD
     from ragpress.serve.wire import comparable
 
-    pool = workload(args.items, distractors=1, rate=0.5)
-    reference = [comparable(r) for r in ragpress.get_compressor(QUERY_METHOD).compress_batch(pool)]
+    pool = workload(args.items, distractors=args.distractors, rate=0.5)
+    reference = [comparable(r) for r in ragpress.get_compressor(args.method).compress_batch(pool)]
     calls: dict[str, Callable[[], Any]] = {}
     differ: dict[str, int] = {}
     for label, options in encoder_settings().items():
-        compressor = ragpress.get_compressor(QUERY_METHOD, device="cpu", **options)
+        compressor = _encoder_compressor(args.method, options)
         warm_up(compressor)
         results = [compressor.compress(**request) for request in pool]
         differ[label] = sum(comparable(r) != e for r, e in zip(results, reference, strict=True))
@@ -83,7 +101,7 @@ def encoder(args: argparse.Namespace) -> None:
     timings = measure_interleaved(calls, warmup=0, repeats=args.repeats)
     rows = [
         {
-            "method": QUERY_METHOD,
+            "method": args.method,
             "setting": label,
             "req/s": round(len(pool) / (timing.p50_ms / 1000), 2),
             "runs_ms": [round(run) for run in timing.runs],
@@ -94,12 +112,15 @@ def encoder(args: argparse.Namespace) -> None:
     for row in rows:
         print(f"{row['setting']:62} {row['req/s']:7.2f} req/s  differ {row['differ']}")
     note = (
-        f"{args.items} dev QA items (gold + 1 distractor) at rate 0.5, settings taking turns, "
+        f"{args.items} dev QA items (gold + {args.distractors} distractors) at rate 0.5, "
+        "settings taking turns, "
         f"{args.repeats} rounds (median); load average at the end {os.getloadavg()[0]:.1f} on "
         f"{os.cpu_count()} CPUs. differ: results unlike the default's compress_batch (must be 0)."
     )
     command = f"python -m bench.defaults --encoder --items {args.items} --repeats {args.repeats}"
-    write_results("defaults_encoder", rows, command, {"notes": [note]})
+    if (args.method, args.distractors) != (QUERY_METHOD, 1):
+        command += f" --method {args.method} --distractors {args.distractors} --name {args.name}"
+    write_results(args.name, rows, command, {"notes": [note]})
     print(note)
 
 
@@ -108,6 +129,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--items", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--encoder", action="store_true", help="time the query default")
+    parser.add_argument(
+        "--distractors", type=int, default=1, help="--encoder: passages beside the gold one"
+    )
+    parser.add_argument("--method", default=QUERY_METHOD, help="--encoder: an encoder method")
+    parser.add_argument("--name", default="defaults_encoder", help="--encoder: results name")
     args = parser.parse_args(argv)
     if args.encoder:
         encoder(args)

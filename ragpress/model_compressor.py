@@ -49,7 +49,10 @@ CPU; its kept spans on the bundled sample are identical at 1, ``tests/golden``).
   causal LMs, whose context may be one long window, run one at a time on onnxruntime's own
   threads (one per core). An encoder reads many short windows: independent runs keep the cores
   busier than one run split across them, and a batch of requests (a server's) fills them
-  better than one request's two or three windows. The numbers are the same either way
+  better than one request's two or three windows. A call that is one window (one short
+  document) would leave the other cores idle: it runs on a second session with every core's
+  thread, made on first use (MiniLM at 128 / 512 tokens: 18 / 80 ms against 34 / 169 ms on
+  one thread, the same numbers). The numbers are the same either way
   (``tests/test_runner_workers.py``). Measured with ``python -m bench.defaults --encoder
   --items 16 --repeats 3`` (relevance, 16 dev QA items with 1 distractor at rate 0.5, the
   same 16 requests one per call or as one ``compress_batch``, settings taking turns; 2 cores
@@ -65,7 +68,13 @@ one run at a time, 2 threads, batch 8  5.06          8.03
 =====================================  ============  ================
 
   (With the other job taking a core: 4.27 / 4.36 and 7.06 / 7.35 at batch 1.) Rows of 8
-  lose here too, so batch 1 stays the CPU rule for encoders.
+  lose here too, so batch 1 stays the CPU rule for encoders. Again on idle cores
+  (``bench/results/defaults_encoder.md``): side by side 8.34 / 10.52 against 7.46 / 8.88 one
+  run at a time; rows of 8 now change relevance's results (int8 quantizes a padded batch's
+  activations together), another reason for batch 1. A lone window on every core, with one
+  short document per call (``--distractors 0``): token-classifier 18.8 requests/s against
+  14.6 before (``defaults_encoder_token_classifier``); relevance, whose second read is several
+  windows, 10.6 against 10.9, within this bench's noise (``defaults_encoder_lone``).
 
 The runner is ``self.runner`` (a :class:`ragpress.onnx.models.TokenScorer`, ``TokenTagger``
 or ``AttentionRows``, chosen by the class's ``runner_class``); its settings join the result's.

@@ -46,6 +46,27 @@ def test_one_worker_runs_one_batch_at_a_time():
         run_batches(MeetingSession(2, timeout=1), [[1], [2]], batch_size=1, workers=1)
 
 
+class CountingSession(MeetingSession):
+    def __init__(self) -> None:
+        super().__init__(parties=1)
+        self.runs = 0
+
+    def run(self, names, feeds):
+        self.runs += 1
+        return super().run(names, feeds)
+
+
+@pytest.mark.parametrize(("sequences", "lone_runs"), [([[1, 2]], 1), ([[1], [2, 3]], 0)])
+def test_a_lone_batch_runs_on_the_threaded_session(sequences, lone_runs):
+    """Single-threaded side-by-side sessions would leave the other cores idle for it."""
+    side_by_side, threaded = CountingSession(), CountingSession()
+    outputs = run_batches(
+        side_by_side, sequences, batch_size=1, workers=2, lone_session=lambda: threaded
+    )
+    assert [out.tolist() for out in outputs] == [[2 * t for t in seq] for seq in sequences]
+    assert (threaded.runs, side_by_side.runs) == (lone_runs, len(sequences) - lone_runs)
+
+
 def _two_runs_at_once() -> list[list[float]]:
     outputs = run_batches(MeetingSession(2, timeout=5), [[1], [2, 3]], batch_size=1, workers=2)
     return [out.tolist() for out in outputs]
@@ -102,3 +123,18 @@ def test_the_query_default_gives_the_same_results_batched_and_one_by_one():
     batched = compressor.compress_batch(requests)
     alone = [compressor.compress(**request) for request in requests]
     assert [comparable(r) for r in batched] == [comparable(r) for r in alone]
+
+
+@pytest.mark.real_model
+def test_one_window_runs_on_every_core_with_the_numbers_of_one_thread():
+    one_thread = TokenTagger("minilm-l6", threads=1)
+    side_by_side = TokenTagger("minilm-l6", threads=1)
+    side_by_side.workers = 2  # whatever this machine's cores
+    threaded = []
+    make = side_by_side._threaded_session
+    side_by_side._threaded_session = lambda: threaded.append(1) or make()
+    window = one_thread.tokenizer.encode(SAMPLE)[:200]
+    assert np.array_equal(side_by_side.logits([window])[0], one_thread.logits([window])[0])
+    assert threaded == [1]
+    side_by_side.logits([window, window[:50]])  # two windows: side by side, one thread each
+    assert threaded == [1]

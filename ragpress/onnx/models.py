@@ -13,7 +13,8 @@ transformers.
 
 Defaults, one rule for every runner (``ragpress.model_compressor`` documents the figures):
 ``batch_size=None`` is :data:`CPU_BATCH` on CPU and :data:`CUDA_BATCH` on CUDA; on CPU with
-``threads=None``, an encoder's runs go side by side (:func:`cpu_workers`).
+``threads=None``, an encoder's runs go side by side (:func:`cpu_workers`), and a call that is
+one window runs on every core instead (a second, multi-threaded session made on first use).
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ class _RoleModel:
             self.workers = cpu_workers(self.spec, device, threads)
             if self.workers > 1:
                 threads = 1
-            self._session = create_session(folder / GRAPH, device=device, threads=threads)
+            self._graph, self._device_option = folder / GRAPH, device
+            self._session = create_session(self._graph, device=device, threads=threads)
             self.device = active_device(self._session)
             self.tokenizer = ModelTokenizer.from_folder(folder / "tokenizer")
         else:
@@ -132,8 +134,15 @@ class _RoleModel:
                     pad_id=self.pad_id,
                     sequence_axis=self.sequence_axis,
                     workers=self.workers,
+                    lone_session=self._threaded_session if self.workers > 1 else None,
                 )
             return self._run_torch(sequences)
+
+    def _threaded_session(self) -> Any:
+        """The graph on every core's intra-op thread, for a call that is one window: the
+        side-by-side sessions are single-threaded. Made on first use (start-up stays one
+        session), then shared like every session (``create_session``)."""
+        return create_session(self._graph, device=self._device_option, threads=self.workers)
 
     def _run_torch(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
         import torch

@@ -14,7 +14,7 @@ import json
 import os
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import cache
@@ -255,15 +255,20 @@ def run_batches(
     max_tokens: int = 16384,
     sequence_axis: int = 1,
     workers: int = 1,
+    lone_session: Callable[[], Any] | None = None,
 ) -> list[np.ndarray]:
     """Run the graph over token sequences; returns each row's output trimmed to its length
     along ``sequence_axis`` (an axis of the batched output, 1 for (B, S, ...)). ``workers``:
-    how many batches may run at once (see :func:`_outputs`)."""
+    how many batches may run at once (see :func:`_outputs`); ``lone_session``: where a single
+    batch runs instead, when the side-by-side sessions are single-threaded (one window would
+    leave the other cores idle)."""
     outputs: list[np.ndarray | None] = [None] * len(sequences)
     progress = _PROGRESS.get()
     if progress is not None:
         progress.planned(sum(len(sequence) for sequence in sequences))
     batches = length_batches(sequences, batch_size=batch_size, pad_id=pad_id, max_tokens=max_tokens)
+    if len(batches) == 1 and lone_session is not None:
+        session = lone_session()
     for batch, result in _outputs(session, batches, workers):
         for row, index in enumerate(batch.indices):
             outputs[index] = _trim(result[row], sequence_axis - 1, len(sequences[index]))
