@@ -45,8 +45,9 @@ OPSET = 18
 #: exported again (2: fused GroupQueryAttention, NLL as log-sum-exp minus the target logit;
 #: 3: the NLL graph cuts the last position before the vocabulary projection, not after;
 #: 4: int8 quantizes the tied vocabulary projection too; 5: int8 weights in 7 bits, the same
-#: integers on every x86 CPU, see ``surgery.quantize_int8``).
-EXPORT_FORMAT = 5
+#: integers on every x86 CPU, see ``surgery.quantize_int8``; 6: the relevance graph's attention
+#: fused too, which its wrapper had left as MatMul + Softmax while the manifest said fused).
+EXPORT_FORMAT = 6
 log = logging.getLogger(__name__)
 
 

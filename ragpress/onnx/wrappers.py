@@ -166,18 +166,8 @@ def hidden_wrapper(model: Any, fused: bool = False) -> Any:
 def relevance_wrapper(model: Any, fused: bool = False) -> Any:
     """A 2-channel token classifier read as a Provence-style cross-encoder, (B, S, 2): channel 0
     is each token's keep logit; channel 1 is the passage's relevance logit at ``[CLS]`` and each
-    token's answer logit after it."""
-    import torch
-
-    class RelevanceLogits(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-
-    return RelevanceLogits()
+    token's answer logit after it. The graph is a token classifier's."""
+    return logits_wrapper(model, fused)
 
 
 PROBE_ATTENTION = "ragpress_probe"
