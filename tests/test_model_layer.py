@@ -113,7 +113,13 @@ def test_minilm_token_logits_export_agrees():
 
 
 @pytest.mark.parametrize(
-    ("name", "role", "layers"), [("smollm2-135m", "nll", 30), ("minilm-l6", "token-logits", 6)]
+    ("name", "role", "layers"),
+    [
+        ("smollm2-135m", "nll", 30),
+        ("minilm-l6", "token-logits", 6),
+        ("minilm-l6", "hidden", 6),  # embedding-similarity
+        ("minilm-l6-relevance", "relevance", 6),  # the query default: its wrapper once forgot
+    ],
 )
 def test_attention_is_one_fused_node_per_layer(name, role, layers):
     import onnx
