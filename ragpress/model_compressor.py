@@ -51,8 +51,7 @@ CPU; its kept spans on the bundled sample are identical at 1, ``tests/golden``).
   busier than one run split across them, and a batch of requests (a server's) fills them
   better than one request's two or three windows. A call that is one window (one short
   document) would leave the other cores idle: it runs on a second session with every core's
-  thread, made on first use (MiniLM at 128 / 512 tokens: 18 / 80 ms against 34 / 169 ms on
-  one thread, the same numbers). The numbers are the same either way
+  thread, made on first use (figures below). The numbers are the same either way
   (``tests/test_runner_workers.py``). Measured with ``python -m bench.defaults --encoder
   --items 16 --repeats 3`` (relevance, 16 dev QA items with 1 distractor at rate 0.5, the
   same 16 requests one per call or as one ``compress_batch``, settings taking turns; 2 cores
