@@ -112,14 +112,18 @@ def encoder(args: argparse.Namespace) -> None:
     for row in rows:
         print(f"{row['setting']:62} {row['req/s']:7.2f} req/s  differ {row['differ']}")
     note = (
-        f"{args.items} dev QA items (gold + {args.distractors} distractors) at rate 0.5, "
+        f"{args.items} dev QA items (gold + {args.distractors} other passages) at rate 0.5, "
         "settings taking turns, "
         f"{args.repeats} rounds (median); load average at the end {os.getloadavg()[0]:.1f} on "
         f"{os.cpu_count()} CPUs. differ: results unlike the default's compress_batch (must be 0)."
     )
     command = f"python -m bench.defaults --encoder --items {args.items} --repeats {args.repeats}"
-    if (args.method, args.distractors) != (QUERY_METHOD, 1):
-        command += f" --method {args.method} --distractors {args.distractors} --name {args.name}"
+    for flag, value, default in (
+        ("--method", args.method, QUERY_METHOD),
+        ("--distractors", args.distractors, 1),
+        ("--name", args.name, "defaults_encoder"),
+    ):
+        command += f" {flag} {value}" if value != default else ""
     write_results(args.name, rows, command, {"notes": [note]})
     print(note)
 

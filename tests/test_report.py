@@ -176,6 +176,8 @@ LATENCY = [
         ("random", "none", 2048, 4.0, 1.95, None),
         ("relevance", "onnx-fp32", 8192, 1474.6, 180.0, 1.2),
         ("relevance", "onnx-int8", 8192, 1032.2, 126.0, 1.2),
+        ("token-classifier", "torch", 512, 146.1, 284.2, 1.1),  # its default row did not run
+        ("retired-method", "onnx-fp32", 512, 50.0, 97.7, None),  # no longer registered
     )
 ]  # fmt: skip
 
@@ -200,6 +202,8 @@ def test_latency_paragraph_and_the_benchmarks_own_plot(results: Path) -> None:
     int8 = "relevance 126 ms per 1k tokens at 8,192 (onnx-int8, 83.3% of it in the model)"
     assert int8 in latency
     assert "relevance 180" not in latency
+    assert "token-classifier 284 ms per 1k tokens at 512 (torch" in latency
+    assert "retired-method 98 ms per 1k tokens at 512 (onnx-fp32)" in latency
     assert "1.5x-2.5x as fast as llmlingua longllmlingua" in latency
     assert "1.04x the time per token at 100,000 tokens as at 10,000" in latency
     # The decoder's own scaling run, which the quick profile leaves out.

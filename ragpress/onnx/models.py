@@ -14,7 +14,8 @@ transformers.
 Defaults, one rule for every runner (``ragpress.model_compressor`` documents the figures):
 ``batch_size=None`` is :data:`CPU_BATCH` on CPU and :data:`CUDA_BATCH` on CUDA; on CPU with
 ``threads=None``, an encoder's runs go side by side (:func:`cpu_workers`), and a call that is
-one window runs on every core instead (a second, multi-threaded session made on first use).
+one batch (one window at batch 1) runs on every core instead: a second, multi-threaded session,
+made on the first such call (which pays for creating it).
 """
 
 from __future__ import annotations

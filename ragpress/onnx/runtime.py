@@ -259,9 +259,10 @@ def run_batches(
 ) -> list[np.ndarray]:
     """Run the graph over token sequences; returns each row's output trimmed to its length
     along ``sequence_axis`` (an axis of the batched output, 1 for (B, S, ...)). ``workers``:
-    how many batches may run at once (see :func:`_outputs`); ``lone_session``: where a single
-    batch runs instead, when the side-by-side sessions are single-threaded (one window would
-    leave the other cores idle)."""
+    how many batches may run at once (see :func:`_outputs`); ``lone_session``: where a call of
+    a single batch runs instead, when the side-by-side sessions are single-threaded (one batch
+    would leave the other cores idle). It runs in the caller's thread, outside the shared pool:
+    concurrent lone calls share that session's intra-op threads, not the pool's limit."""
     outputs: list[np.ndarray | None] = [None] * len(sequences)
     progress = _PROGRESS.get()
     if progress is not None:
