@@ -71,12 +71,12 @@ one run at a time, 2 threads, batch 8  5.06          8.03
   (``bench/results/defaults_encoder.md``): side by side 8.34 / 10.52 against 7.46 / 8.88 one
   run at a time; rows of 8 now change relevance's results (int8 quantizes a padded batch's
   activations together), another reason for batch 1. A lone window on every core, with one
-  short document per call (``--distractors 0``): token-classifier 18.8 requests/s against
-  14.6 before (``defaults_encoder_token_classifier``); relevance, whose second read is several
-  windows, 10.6 against 10.9 (``defaults_encoder_lone``): no gain, maybe a small loss (the
-  threaded session's threads may still spin when the second read starts; not measured apart).
-  With 1 distractor no call is one window, so the "before" row runs the same code as the
-  default: its 9.20 / 10.58 against 8.34 / 10.52 is this bench's noise.
+  short document per call (``--distractors 0``): token-classifier 24.1 requests/s against
+  16.6 before (``defaults_encoder_token_classifier``), relevance 14.1 against 13.1
+  (``defaults_encoder_lone``; its second read is several windows). Before the threaded
+  session stopped spinning, relevance lost there (10.6 against 10.9): its idle threads took
+  the cores of the second read. With 1 distractor no call is one window, so the "before" row
+  runs the same code as the default: its 9.20 / 10.58 against 8.34 / 10.52 is noise.
 
 The runner is ``self.runner`` (a :class:`ragpress.onnx.models.TokenScorer`, ``TokenTagger``
 or ``AttentionRows``, chosen by the class's ``runner_class``); its settings join the result's.

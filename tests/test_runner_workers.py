@@ -139,3 +139,12 @@ def test_one_window_runs_on_every_core_with_the_numbers_of_one_thread():
     assert threaded == [1]
     side_by_side.logits([window, window[:50]])  # two windows: side by side, one thread each
     assert threaded == [1]
+
+
+@pytest.mark.real_model
+def test_the_threaded_session_does_not_spin_between_single_threaded_runs():
+    tagger = TokenTagger("minilm-l6", threads=1)
+    tagger.workers = 2
+    options = tagger._threaded_session().get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.intra_op_num_threads == 2

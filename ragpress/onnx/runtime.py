@@ -55,16 +55,19 @@ def create_session(
     threads: int | None = None,
     verify: bool = True,
     device_id: int = 0,
+    spinning: bool = True,
 ) -> Any:
-    """A shared ``InferenceSession`` for ``graph``; ``verify`` checks the manifest's sha256."""
+    """A shared ``InferenceSession`` for ``graph``; ``verify`` checks the manifest's sha256.
+    ``spinning=False``: its intra-op threads sleep as soon as a run ends (for a session used
+    between single-threaded runs, whose cores they would otherwise keep busy)."""
     graph = Path(graph)
-    key = (str(graph.resolve()), device, threads, device_id)
+    key = (str(graph.resolve()), device, threads, device_id, spinning)
     with _LOCK:
         if key in _SESSIONS:
             return _SESSIONS[key]
         if verify:
             verify_files(graph.parent)
-        session = _new_session(graph, device, threads, device_id)
+        session = _new_session(graph, device, threads, device_id, spinning)
         _SESSIONS[key] = session
         return session
 
@@ -73,7 +76,9 @@ def active_device(session: Any) -> str:
     return "cuda" if "CUDAExecutionProvider" in session.get_providers() else "cpu"
 
 
-def _new_session(graph: Path, device: Device, threads: int | None, device_id: int) -> Any:
+def _new_session(
+    graph: Path, device: Device, threads: int | None, device_id: int, spinning: bool = True
+) -> Any:
     ort = onnxruntime()
     if not graph.is_file():
         raise ModelFileError(f"{graph} does not exist: run `ragpress models prepare` again")
@@ -84,6 +89,8 @@ def _new_session(graph: Path, device: Device, threads: int | None, device_id: in
     options.enable_cpu_mem_arena = False
     if threads:
         options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     wants_cuda = asks_for_cuda(device)
     providers: list[Any] = ["CPUExecutionProvider"]
