@@ -758,6 +758,7 @@ def _cost_sentence(rows: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
+@cache  # asked per row and comparison; the answer depends on the method alone
 def cpu_default_backend(method: str) -> str:
     """The backend a method runs on when a CPU user names none: "none" without a model, else
     the ONNX variant its stages default to (``cpu_variant``, int8 for relevance). The grid runs
