@@ -144,6 +144,7 @@ from ragpress.compressors.relevance import subword_sentences
 from ragpress.compressors.token_classifier import chunk_bounds, encode_words
 from ragpress.text import trimmed_sentence_spans
 from ragpress.training.corrections import corrected_questions
+from ragpress.training.finetune import batches, export_graphs, fit, save_delta, trainable_classifier
 from ragpress.training.qa import (
     QAItem,
     _answers_in,
@@ -154,7 +155,6 @@ from ragpress.training.qa import (
     split_of,
     task_examples,
 )
-from ragpress.training.token_classifier import _batches, export_graphs, trainable_classifier
 
 BASE = "minilm-l6"
 DELTA = "minilm-l6-relevance.safetensors"
@@ -430,7 +430,7 @@ def evaluate(model: Any, examples: Sequence[Example], pad_id: int) -> dict[str, 
     labels, top_hits, answer_p, answer_y = [], [], [], []
     model.eval()
     with torch.inference_mode():
-        for batch in _batches(examples, 32, random.Random(0)):
+        for batch in batches(examples, 32, random.Random(0)):
             tensors = _tensors(batch, pad_id)
             keep = tensors.keep
             logits = model(input_ids=tensors.ids, attention_mask=tensors.mask).logits
@@ -523,40 +523,24 @@ def train(
     labelled = time.perf_counter()
     tqdm.write(json.dumps({"train": train_stats, "dev": dev_stats}))
     model, names = trainable_classifier(get_spec(init), LABELS, train_layers)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    rng = random.Random(seed)
-    per_epoch = len(_batches(train_set, batch_size, random.Random(seed)))
-    steps = min(epochs * per_epoch, max_steps or epochs * per_epoch)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps, pct_start=0.1)
     pad = tokenizer.pad_token_id or 0
-    history: list[dict[str, Any]] = [{"epoch": 0, **evaluate(model, dev_set, pad)}]
-    tqdm.write(json.dumps(history[-1]))
-    done = 0
-    for epoch in range(epochs):
-        model.train()
-        losses = []
-        batches = _batches(train_set, batch_size, rng)[: steps - done]
-        for batch in tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}"):
-            tensors = _tensors(batch, pad)
-            logits = model(input_ids=tensors.ids, attention_mask=tensors.mask).logits
-            loss = loss_of(logits, tensors, relevance_weight, ranking_weight, answer_weight)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad()
-            losses.append(loss.item())
-        done += len(batches)
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "steps": done,
-                "loss": round(float(np.mean(losses)), 4),
-                **evaluate(model, dev_set, pad),
-            }
-        )
-        tqdm.write(json.dumps(history[-1]))
-        if done >= steps:
-            break
+    per_epoch = len(batches(train_set, batch_size, random.Random(seed)))
+    rng = random.Random(seed)
+
+    def loss_of_batch(batch: list[Example]) -> Any:
+        tensors = _tensors(batch, pad)
+        logits = model(input_ids=tensors.ids, attention_mask=tensors.mask).logits
+        return loss_of(logits, tensors, relevance_weight, ranking_weight, answer_weight)
+
+    history = fit(
+        model,
+        lambda: batches(train_set, batch_size, rng),
+        loss_of_batch,
+        lambda: evaluate(model, dev_set, pad),
+        lr=lr,
+        epochs=epochs,
+        steps=min(epochs * per_epoch, max_steps or epochs * per_epoch),
+    )
     trained = time.perf_counter()
     stats: dict[str, Any] = {
         "recipe": {
@@ -572,7 +556,7 @@ def train(
             "pairs": pairs,
             "epochs": epochs,
             "train_layers": train_layers,
-            "steps": done,
+            "steps": history[-1]["steps"],
             "batch_size": batch_size,
             "lr": lr,
             "relevance_weight": relevance_weight,
@@ -587,8 +571,6 @@ def train(
             "training": round((trained - labelled) / 60, 1),
         },
     }
-    from ragpress.training.token_classifier import save_delta
-
     save_delta(model, names, output, stats, labels=LABELS)
     stats["output"], stats["output_bytes"] = str(output), output.stat().st_size
     if export:

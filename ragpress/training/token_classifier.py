@@ -20,13 +20,12 @@ Recipe (``ragpress train token-classifier``; everything from PyPI packages, on C
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -34,6 +33,7 @@ from tqdm.auto import tqdm
 from ragpress.compressors.token_classifier import EncodedDoc, chunk_bounds, encode_words
 from ragpress.text import aggregate_to_words, align_tokens_to_words
 from ragpress.training.corpora import CACHE_DIR, wikipedia_summaries
+from ragpress.training.finetune import batches, export_graphs, fit, save_delta, trainable_classifier
 from ragpress.training.outputs import PACKAGE_DATA
 from ragpress.training.qa import _contains_word, load_items
 
@@ -171,21 +171,6 @@ def build_examples(
     return examples, stats
 
 
-E = TypeVar("E", bound="HasIds")
-
-
-class HasIds(Protocol):
-    ids: list[int]
-
-
-def _batches(examples: Sequence[E], size: int, rng: random.Random) -> list[list[E]]:
-    """Length-sorted batches (little padding) in shuffled order (any examples with ``ids``)."""
-    order = sorted(examples, key=lambda e: len(e.ids))
-    batches = [order[i : i + size] for i in range(0, len(order), size)]
-    rng.shuffle(batches)
-    return batches
-
-
 def _tensors(batch: Sequence[Example], pad_id: int) -> tuple[Any, Any, Any]:
     import torch
 
@@ -201,19 +186,6 @@ def _tensors(batch: Sequence[Example], pad_id: int) -> tuple[Any, Any, Any]:
     return ids, mask, labels
 
 
-def _trainable(model: Any, train_layers: int) -> list[str]:
-    """Freeze everything but the top ``train_layers`` encoder layers and the head."""
-    layers = model.base_model.encoder.layer
-    first = len(layers) - train_layers
-    names = []
-    for name, parameter in model.named_parameters():
-        top = any(f"encoder.layer.{i}." in name for i in range(first, len(layers)))
-        parameter.requires_grad = top or name.startswith("classifier.")
-        if parameter.requires_grad:
-            names.append(name)
-    return names
-
-
 def evaluate(model: Any, examples: Sequence[Example], pad_id: int) -> dict[str, float]:
     """Token accuracy and ROC AUC of the keep probability on labelled sub-words."""
     import torch
@@ -223,7 +195,7 @@ def evaluate(model: Any, examples: Sequence[Example], pad_id: int) -> dict[str, 
     probs, labels = [], []
     model.eval()
     with torch.inference_mode():
-        for batch in _batches(examples, 32, random.Random(0)):
+        for batch in batches(examples, 32, random.Random(0)):
             ids, mask, gold = _tensors(batch, pad_id)
             p = torch.softmax(model(input_ids=ids, attention_mask=mask).logits, -1)[..., 1]
             probs.append(p[gold >= 0].numpy())
@@ -274,31 +246,23 @@ def train(
     )
     labelled = time.perf_counter()
     model, names = trainable_classifier(base, LABELS, train_layers)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    rng = random.Random(seed)
-    steps = epochs * len(_batches(train_set, batch_size, rng))
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps, pct_start=0.1)
     pad = tokenizer.pad_token_id or 0
-    history = []
-    for epoch in range(epochs):
-        model.train()
-        losses = []
-        for batch in tqdm(_batches(train_set, batch_size, rng), desc=f"epoch {epoch + 1}/{epochs}"):
-            ids, mask, labels = _tensors(batch, pad)
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad()
-            losses.append(loss.item())
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "loss": round(float(np.mean(losses)), 4),
-                **evaluate(model, dev_set, pad),
-            }
-        )
-        tqdm.write(json.dumps(history[-1]))
+    rng = random.Random(seed)
+    steps = epochs * len(batches(train_set, batch_size, rng))
+
+    def loss_of(batch: list[Example]) -> Any:
+        ids, mask, labels = _tensors(batch, pad)
+        return model(input_ids=ids, attention_mask=mask, labels=labels).loss
+
+    history = fit(
+        model,
+        lambda: batches(train_set, batch_size, rng),
+        loss_of,
+        lambda: evaluate(model, dev_set, pad),
+        lr=lr,
+        epochs=epochs,
+        steps=steps,
+    )
     trained = time.perf_counter()
     stats: dict[str, Any] = {
         "recipe": {
@@ -319,61 +283,9 @@ def train(
             "training": round((trained - labelled) / 60, 1),
         },
     }
-    save_delta(model, names, output, stats)
+    save_delta(model, names, output, stats, labels=LABELS)
     stats["output"], stats["output_bytes"] = str(output), output.stat().st_size
     if export:
-        stats["export"] = export_graphs()
+        stats["export"] = export_graphs("minilm-l6-keep", "token-logits")
     stats["minutes"]["total"] = round((time.perf_counter() - started) / 60, 1)
     return stats
-
-
-def save_delta(
-    model: Any,
-    names: Sequence[str],
-    output: Path,
-    stats: dict[str, Any],
-    *,
-    labels: dict[int, str] = LABELS,
-) -> None:
-    """The trained tensors as fp16 safetensors; the config changes and stats in its metadata."""
-    from safetensors.torch import save_file
-
-    state = model.state_dict()
-    tensors = {name: state[name].detach().to("cpu").half().contiguous() for name in names}
-    label2id = {label: index for index, label in labels.items()}
-    config = {"num_labels": len(labels), "id2label": labels, "label2id": label2id}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    save_file(
-        tensors, str(output), metadata={"config": json.dumps(config), "stats": json.dumps(stats)}
-    )
-
-
-def trainable_classifier(
-    base: Any, labels: dict[int, str], train_layers: int
-) -> tuple[Any, list[str]]:
-    """The packaged encoder ``base`` with a fresh token-classification head over ``labels``,
-    everything but its top ``train_layers`` layers and the head frozen; and the trained names."""
-    from transformers import AutoModelForTokenClassification
-
-    from ragpress.onnx.sources import pretrained, weights_folder
-
-    model = pretrained(
-        AutoModelForTokenClassification,
-        weights_folder(base),
-        num_labels=len(labels),
-        id2label=labels,
-        label2id={label: index for index, label in labels.items()},
-        use_safetensors=True,
-    )
-    return model, _trainable(model, train_layers)
-
-
-def export_graphs(model: str = "minilm-l6-keep", role: str = "token-logits") -> dict[str, Any]:
-    """Export a shipped classifier again (fp32 and int8) and return the parity figures."""
-    from ragpress.onnx.export import MANIFEST, prepare
-
-    parity = {}
-    for variant in ("fp32", "int8"):
-        folder = prepare(model, role, variant, force=True)  # type: ignore[arg-type]
-        parity[variant] = json.loads((folder / MANIFEST).read_text())["parity"]
-    return parity
