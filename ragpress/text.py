@@ -33,6 +33,8 @@ MAX_JSON_DEPTH = 200
 #: anywhere (one-line JSON, tables, CJK without punctuation): a sentence filter must not read
 #: an 8k-token line as one unit.
 MAX_UNIT_CHARS = 600
+#: Word units longer than this many characters are cut (see :func:`word_spans`).
+MAX_WORD_CHARS = 64
 _CLAUSE_MARKS = (",", ";", ":", ")", "]", "}", "，", "、", "；", "：", "。", "！", "？")
 #: The keyword switches of :func:`protected_spans`.
 PROTECT_KINDS = ("code", "json", "urls", "numbers")
@@ -152,10 +154,19 @@ def _inside_number(text: str, before: int, after: int) -> bool:
     )
 
 
-def word_spans(text: str) -> list[Interval]:
+def word_spans(text: str, max_chars: int = MAX_WORD_CHARS) -> list[Interval]:
     """Words (letters/digits with inner hyphens, apostrophes, dots) and single punctuation marks,
-    each with the combining marks that follow it (an accent is never cut from its letter)."""
-    return [match.span() for match in _word_pattern().finditer(text)]
+    each with the combining marks that follow it (an accent is never cut from its letter). A
+    run longer than ``max_chars`` (CJK or Thai without spaces, a hash, base64) is cut into
+    pieces of that length, as over-long sentences are: a budget smaller than one giant "word"
+    would otherwise keep nothing of it."""
+    spans = []
+    for match in _word_pattern().finditer(text):
+        start, end = match.span()
+        spans += (
+            [(start, end)] if end - start <= max_chars else cap_span(text, start, end, max_chars)
+        )
+    return spans
 
 
 @functools.cache

@@ -30,7 +30,13 @@ from ragpress.onnx.cache import (
     remove_stale_scratch,
     settled_is_file,
 )
-from ragpress.text import MAX_UNIT_CHARS, protected_spans, trimmed_sentence_spans
+from ragpress.text import (
+    MAX_UNIT_CHARS,
+    MAX_WORD_CHARS,
+    protected_spans,
+    trimmed_sentence_spans,
+    word_spans,
+)
 from tests.extractive import assert_extractive_text
 
 #: A generous bound for calls that used to be quadratic (minutes) and are now linear
@@ -432,3 +438,45 @@ def test_pipeline_with_metatoken_last_meets_the_budget_on_header_like_text():
 
 def test_rng_seed_is_validated_as_an_int():
     assert ragpress.get_compressor("random", seed=np.int64(3)).seed == 3
+
+
+# -- 12. a run without spaces larger than the budget is cut, not dropped whole ------------------
+
+UNSPACED = {
+    "latin": "x" * 20_000,
+    "cjk": "東京は日本の首都であり人口が多く交通網が発達している" * 15,
+    "thai": "ภาษาไทยเป็นภาษาที่มีระดับเสียงของคำแน่นอนหรือวรรณยุกต์" * 8,
+}
+
+
+@pytest.mark.parametrize("text", UNSPACED.values(), ids=UNSPACED.keys())
+def test_word_units_are_capped_and_tile_the_text(text):
+    spans = word_spans(text)
+    assert max(end - start for start, end in spans) <= MAX_WORD_CHARS
+    assert "".join(text[a:b] for a, b in spans) == text
+
+
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [
+        ("first-k", {}),
+        ("random", {}),
+        pytest.param("token-classifier", {}, marks=pytest.mark.real_model),
+        pytest.param("entropy", {}, marks=pytest.mark.real_model),
+    ],
+)
+@pytest.mark.parametrize("text", [UNSPACED["cjk"], UNSPACED["thai"]], ids=["cjk", "thai"])
+def test_an_unspaced_document_keeps_part_of_itself(method, options, text):
+    documents = ["Hello world.", text]
+    result = ragpress.get_compressor(method, **options).compress(documents, rate=0.5)
+    assert result.compressed_tokens <= result.budget_tokens
+    assert result.compressed_tokens >= result.budget_tokens // 4  # it was 0 before: "" kept
+    assert_extractive_text(documents, result.text)
+
+
+@pytest.mark.real_model
+def test_entropy_sentence_units_are_capped():
+    # One 2,300-character sentence: whole, it fits no budget below the full text.
+    text = ", ".join(f"item {i} is red" for i in range(150)) + "."
+    result = ragpress.get_compressor("entropy", unit="sentence").compress(text, rate=0.5)
+    assert 0 < result.compressed_tokens <= result.budget_tokens

@@ -50,6 +50,7 @@ from ragpress.text import (
     protected_spans,
     sentence_spans,
     token_spans,
+    trimmed_sentence_spans,
     word_spans,
 )
 from ragpress.types import CompressionRequest, CompressionResult
@@ -420,8 +421,8 @@ def _group_units(
     """Merge word units into phrases (cut at punctuation, at most 6 words) or sentences."""
     if unit in ("token", "word") or not len(words):
         return words, score
-    if unit == "sentence":
-        starts = np.asarray([start for start, _ in sentence_spans(text)], dtype=np.int64)
+    if unit == "sentence":  # capped like every sentence unit (MAX_UNIT_CHARS)
+        starts = np.asarray([start for start, _ in trimmed_sentence_spans(text)], dtype=np.int64)
         group = np.searchsorted(starts, words[:, 0], side="right") - 1
     else:
         is_punct = np.array([not text[a:b][0].isalnum() for a, b in words.tolist()])

@@ -34,8 +34,10 @@ from ragpress.onnx.models import TokenTagger
 from ragpress.registry import register
 from ragpress.selection import Units, render, scored_spans, unit_costs
 from ragpress.text import (
+    MAX_WORD_CHARS,
     PROTECT_KINDS,
     aggregate_to_words,
+    cap_span,
     check_protect,
     overlaps_any,
     protected_spans,
@@ -79,8 +81,28 @@ def encode_words(tokenizer: Any, texts: Sequence[str]) -> list[EncodedDoc]:
             np.minimum.at(words[:, 0], word, offsets[:, 0])
             np.maximum.at(words[:, 1], word, offsets[:, 1])
         words = _cover_orphans(text, _trim_spans(text, words))
-        docs.append(EncodedDoc(text, ids, word.astype(np.int64), words))
+        word, words = _cap_words(text, offsets, word.astype(np.int64), words)
+        docs.append(EncodedDoc(text, ids, word, words))
     return docs
+
+
+def _cap_words(
+    text: str, offsets: np.ndarray, word: np.ndarray, words: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Words longer than ``MAX_WORD_CHARS`` (Thai or CJK without spaces, which the encoder
+    reads as one word, or one ``[UNK]``) cut into pieces, as :func:`ragpress.text.word_spans`
+    cuts them; each sub-word goes to the piece its first character is in. A piece no sub-word
+    starts in scores 0."""
+    if not len(words) or int((words[:, 1] - words[:, 0]).max()) <= MAX_WORD_CHARS:
+        return word, words
+    pieces = [
+        piece
+        for start, end in words.tolist()
+        for piece in cap_span(text, start, end, MAX_WORD_CHARS)  # one piece when short
+    ]
+    capped = np.asarray(pieces, dtype=np.int64)
+    first_char = np.clip(offsets[:, 0], words[word, 0], words[word, 1] - 1)  # inside its word
+    return np.searchsorted(capped[:, 0], first_char, side="right") - 1, capped
 
 
 def _cover_orphans(text: str, words: np.ndarray) -> np.ndarray:
