@@ -84,8 +84,9 @@ or ``AttentionRows``, chosen by the class's ``runner_class``); its settings join
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
+from ragpress import checks
 from ragpress.base import Compressor
 
 Backend = Literal["onnx", "torch"]
@@ -114,6 +115,11 @@ class ModelCompressor(Compressor):
         batch_size: int | None = None,
         target_tokenizer: Any = None,
     ) -> None:
+        checks.choice(device, get_args(Device), "device")
+        if threads is not None:
+            threads = checks.integer(threads, "threads", at_least=1)
+        if batch_size is not None:
+            batch_size = checks.integer(batch_size, "batch_size", at_least=1)
         super().__init__(target_tokenizer=target_tokenizer)
         self.runner = self.runner_class(
             model or self.default_model,
@@ -123,6 +129,12 @@ class ModelCompressor(Compressor):
             threads=threads,
             batch_size=batch_size,
         )
+
+    def encoder_window(self, max_length: int) -> int:
+        """``max_length`` cut to what the model reads at once (its tokenizer's
+        ``model_max_length``, 512 for MiniLM): longer windows would fail in the graph."""
+        window = getattr(self.runner.tokenizer, "model_max_length", None) or max_length
+        return min(max_length, window) if window < 100_000 else max_length  # 1e30: no limit set
 
     @classmethod
     def default_variant(cls, backend: str, device: str) -> str:

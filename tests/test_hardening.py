@@ -364,6 +364,51 @@ def test_bad_options_are_rejected():
         ragpress.get_compressor("entropy", coarse_factor=float("nan"))
 
 
+@pytest.mark.parametrize(
+    ("method", "options", "error", "name"),
+    [
+        ("embedding-similarity", {"max_length": 0}, ValueError, "max_length"),
+        ("embedding-similarity", {"max_length": "x"}, ValueError, "max_length"),
+        ("entropy", {"force_tokens": "SB-2291"}, TypeError, "force_tokens"),
+        ("entropy", {"window": 1024.5}, ValueError, "window"),
+        ("entropy", {"relevance": "x"}, TypeError, "relevance"),
+        ("relevance", {"threshold": "0.5"}, TypeError, "threshold"),
+        ("relevance", {"device": "gpu"}, ValueError, "device"),
+        ("relevance", {"threads": 0}, ValueError, "threads"),
+        ("attention-probe", {"chunk_tokens": "x"}, ValueError, "chunk_tokens"),
+        ("ib-filter", {"floor": float("nan")}, ValueError, "floor"),
+        ("ib-filter", {"coarse_weight": float("nan")}, ValueError, "coarse_weight"),
+        ("random+first-k", {"headroom": float("inf")}, ValueError, "headroom"),
+        ("random+first-k", {"headroom": "2"}, TypeError, "headroom"),
+    ],
+)
+def test_a_bad_option_is_named_before_any_model_loads(
+    method, options, error, name, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("RAGPRESS_HOME", str(tmp_path))
+    with pytest.raises(error, match=name):
+        ragpress.get_compressor(method, **options)
+    assert not (tmp_path / "models").exists()
+
+
+def test_a_huge_headroom_lets_every_stage_but_the_last_keep_everything():
+    result = ragpress.get_compressor("random+random+first-k", headroom=1e300).compress(
+        "a b c d e f g h", rate=0.5
+    )
+    assert result.text == "a b c d"  # first-k alone decides
+
+
+@pytest.mark.real_model
+@pytest.mark.parametrize("method", ["relevance", "embedding-similarity"])
+def test_a_window_longer_than_the_encoder_reads_is_cut_to_it(method):
+    compressor = ragpress.get_compressor(method, max_length=600)
+    assert compressor.max_length == 512  # MiniLM's positions
+    filler = "The weather was mild and the fields along the river were green. " * 60  # > 512
+    documents = ["The price is 3 dollars.", filler]
+    result = compressor.compress(documents, "What is the price?", rate=0.5)
+    assert "3 dollars" in result.text
+
+
 def test_cli_errors_name_the_fix(tmp_path):
     latin = tmp_path / "latin1.txt"
     latin.write_bytes("café crème".encode("latin-1"))

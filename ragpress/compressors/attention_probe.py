@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from ragpress import checks
 from ragpress.model_compressor import ModelCompressor
 from ragpress.onnx.models import AttentionTailRows
 from ragpress.registry import register
@@ -148,8 +149,8 @@ class AttentionProbeCompressor(ModelCompressor):
         chunk_tokens: int = 1024,
         **options: Any,
     ) -> None:
-        if threshold is not None and not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        threshold = checks.fraction(threshold, "threshold", low_open=False)
+        chunk_tokens = checks.integer(chunk_tokens, "chunk_tokens", at_least=16)
         super().__init__(**options)
         self._probe_path = probe
         self.threshold, self.chunk_tokens = threshold, chunk_tokens

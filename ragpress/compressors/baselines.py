@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ragpress import checks
 from ragpress.base import Compressor
 from ragpress.model_compressor import ModelCompressor
 from ragpress.onnx.models import TokenEmbedder
@@ -76,8 +77,9 @@ class EmbeddingSimilarity(ModelCompressor):
     def __init__(self, *, max_length: int = 256, **options: Any) -> None:
         """``max_length``: tokens per sentence embedded (longer ones are cut);
         ``options``: the model options of :class:`ModelCompressor`."""
+        max_length = checks.integer(max_length, "max_length", at_least=8)
         super().__init__(**options)
-        self.max_length = max_length
+        self.max_length = self.encoder_window(max_length)
         tokenizer = self.runner.tokenizer
         self._cls = [tokenizer.cls_token_id] if tokenizer.cls_token_id is not None else []
         self._sep = [tokenizer.sep_token_id] if tokenizer.sep_token_id is not None else []

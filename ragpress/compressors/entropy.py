@@ -37,6 +37,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from ragpress import checks
 from ragpress.model_compressor import ModelCompressor
 from ragpress.onnx.models import TokenScorer
 from ragpress.registry import register
@@ -131,16 +132,16 @@ class EntropyCompressor(ModelCompressor):
         force_tokens: Sequence[str] = (),
         **options: Any,
     ) -> None:
-        if unit not in get_args(Unit):
-            raise ValueError(f"unit must be one of {', '.join(get_args(Unit))}; got {unit!r}")
-        if not math.isfinite(relevance):
-            raise ValueError(f"relevance must be a finite number, got {relevance}")
-        if not coarse_factor >= 1 or math.isinf(coarse_factor):  # "not >=": NaN fails too
-            raise ValueError(
-                f"coarse_factor must be >= 1 (kept documents hold the budget); got {coarse_factor}"
-            )
+        unit = checks.choice(unit, get_args(Unit), "unit")
+        relevance = checks.number(relevance, "relevance")
+        force_tokens = checks.strings(force_tokens, "force_tokens")
+        # At least 1: the documents kept hold the budget.
+        coarse_factor = checks.number(coarse_factor, "coarse_factor", at_least=1)
+        window = checks.integer(window, "window", at_least=2)
+        overlap = checks.integer(overlap, "overlap", at_least=0)
         if not 0 <= overlap < window // 2:
             raise ValueError(f"overlap must be in [0, window/2); got {overlap} for {window}")
+        segment = checks.integer(segment, "segment", at_least=1)
         if iterative and not 0 < segment < window:
             raise ValueError(f"segment must be in (0, window); got {segment} for {window}")
         super().__init__(**options)
@@ -148,7 +149,8 @@ class EntropyCompressor(ModelCompressor):
         self.coarse, self.coarse_factor = coarse, coarse_factor
         self.window, self.overlap = window, overlap
         self.iterative, self.segment = iterative, segment
-        self.protect, self.force_tokens = check_protect(protect), tuple(force_tokens)
+        self.protect = check_protect(protect)
+        self.force_tokens = force_tokens
         self._newline = self.runner.tokenizer.encode("\n", add_special_tokens=False)
 
     @property

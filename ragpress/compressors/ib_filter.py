@@ -64,6 +64,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ragpress import checks
 from ragpress.model_compressor import ModelCompressor
 from ragpress.onnx.models import TokenScorer
 from ragpress.registry import register
@@ -160,12 +161,14 @@ class IBFilterCompressor(ModelCompressor):
         coarse_weight: float = 1.0,
         **options: Any,
     ) -> None:
-        if not beta > 0:
-            raise ValueError(f"beta must be > 0, got {beta}")
+        beta = checks.number(beta, "beta", above=0)
+        floor = checks.number(floor, "floor")
+        coarse_weight = checks.number(coarse_weight, "coarse_weight")
         if gain not in GAINS:
             raise ValueError(f"gain must be one of {', '.join(GAINS)}, got {gain!r}")
         if cost not in COSTS:
             raise ValueError(f"cost must be one of {', '.join(COSTS)}, got {cost!r}")
+        share = checks.number(share, "share")
         if not share <= 1:
             raise ValueError(f"share must be <= 1 (a share of the best benefit), got {share}")
         super().__init__(**options)

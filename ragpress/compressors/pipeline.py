@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ragpress import checks
 from ragpress.base import Compressor
 from ragpress.registry import PIPELINE_SEPARATOR, accepted_options, get_compressor, register
 from ragpress.types import (
@@ -30,6 +31,9 @@ from ragpress.types import (
     Span,
     StageReport,
 )
+
+#: An allowance past any context's size: the stage keeps everything.
+_NO_LIMIT = 2**62
 
 
 @register("pipeline")
@@ -52,9 +56,7 @@ class Pipeline(Compressor):
             stages = stages.split(PIPELINE_SEPARATOR)
         if len(stages) < 2:
             raise ValueError("a pipeline needs at least two stages, e.g. 'probe+entropy'")
-        if not headroom >= 1.0:
-            raise ValueError(f"headroom must be >= 1, got {headroom}")
-        self.headroom = float(headroom)
+        self.headroom = checks.number(headroom, "headroom", at_least=1.0)
         self.stages = _build_stages(stages, self.tokenizer, stage_options or {}, shared_options)
         lossless = [_is_lossless(stage) for stage in self.stages]
         if all(lossless):
@@ -121,7 +123,10 @@ class Pipeline(Compressor):
             return None
         if later == 0:
             return max(0, budget - reserve)
-        return math.ceil(budget * self.headroom**later)
+        allowance = float(budget)
+        for _ in range(later):  # capped each time: headroom**later may overflow a float
+            allowance = min(allowance * self.headroom, _NO_LIMIT)
+        return math.ceil(allowance)
 
     def _framing(self, request: CompressionRequest) -> int:
         """Tokens the lossless last stage may add to what the lossy ones kept (see

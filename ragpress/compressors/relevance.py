@@ -68,6 +68,7 @@ from typing import Any
 
 import numpy as np
 
+from ragpress import checks
 from ragpress.compressors.token_classifier import EncodedDoc, chunk_bounds, encode_words
 from ragpress.model_compressor import ModelCompressor
 from ragpress.onnx.models import RelevanceScorer
@@ -169,14 +170,12 @@ class RelevanceCompressor(ModelCompressor):
         max_length: int = 256,
         **options: Any,
     ) -> None:
-        if threshold is not None and not (0.0 <= threshold <= 1.0):
-            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-        if not _is_int_at_least(reread_sentences, 0):
-            raise ValueError(f"reread_sentences must be an int >= 0, got {reread_sentences!r}")
-        if not _is_int_at_least(max_length, 64):
-            raise ValueError(f"max_length must be an int >= 64, got {max_length!r}")
+        threshold = checks.fraction(threshold, "threshold", low_open=False)
+        reread_sentences = checks.integer(reread_sentences, "reread_sentences", at_least=0)
+        max_length = checks.integer(max_length, "max_length", at_least=64)
         super().__init__(**options)
-        self.threshold, self.rerank, self.max_length = threshold, bool(rerank), max_length
+        self.threshold, self.rerank = threshold, bool(rerank)
+        self.max_length = self.encoder_window(max_length)
         self.partial_sentence = bool(partial_sentence)
         self.reread_sentences = reread_sentences
         tokenizer = self.runner.tokenizer
@@ -360,10 +359,6 @@ class RelevanceCompressor(ModelCompressor):
 
 def _has_budget(request: CompressionRequest) -> bool:
     return request.rate is not None or request.target_tokens is not None
-
-
-def _is_int_at_least(value: object, least: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
 def _reread_candidates(per_doc: list[ScoredDocument], sentences: Units, limit: int) -> np.ndarray:

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ragpress import checks
 from ragpress.model_compressor import ModelCompressor
 from ragpress.onnx.models import TokenTagger
 from ragpress.registry import register
@@ -183,27 +184,23 @@ class TokenClassifierCompressor(ModelCompressor):
         document_rate: float | None = None,
         **options: Any,
     ) -> None:
-        self.policy, self.pooling = _check_choice(policy, ("global", "chunk"), "policy"), pooling
-        _check_choice(pooling, ("mean", "first"), "pooling")
-        self.threshold = _check_fraction(threshold, "threshold", low_open=False)
+        self.policy = checks.choice(policy, ("global", "chunk"), "policy")
+        self.pooling = checks.choice(pooling, ("mean", "first"), "pooling")
+        self.threshold = checks.fraction(threshold, "threshold", low_open=False)
         if threshold is not None and policy == "chunk":
             raise ValueError("threshold mode and policy='chunk' exclude each other")
         if threshold is not None:
             self.default_rate = None  # threshold mode: no fixed rate
-        self.document_rate = _check_fraction(document_rate, "document_rate")
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 8:
-            raise ValueError(f"max_length must be an int >= 8, got {max_length!r}")
-        if isinstance(force_tokens, str):
-            raise TypeError("force_tokens must be a sequence of strings, not one string")
-        self.force_tokens = tuple(force_tokens)
+        self.document_rate = checks.fraction(document_rate, "document_rate")
+        max_length = checks.integer(max_length, "max_length", at_least=8)
+        self.force_tokens = checks.strings(force_tokens, "force_tokens")
         protected_spans("", force_tokens=self.force_tokens)  # validates them
         self.protect = check_protect(protect)
         if keep_digits and "numbers" not in self.protect:
             self.protect = (*self.protect, "numbers")
         self.keep_digits, self.drop_consecutive = keep_digits, drop_consecutive
         super().__init__(**options)
-        window = getattr(self.runner.tokenizer, "model_max_length", max_length) or max_length
-        self.max_length = min(max_length, window if window < 100_000 else max_length)
+        self.max_length = self.encoder_window(max_length)
         self._cls, self._sep = _special_ids(self.runner.tokenizer)
 
     @property
@@ -369,20 +366,3 @@ def _special_ids(tokenizer: Any) -> tuple[list[int], list[int]]:
     first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
     last = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
     return ([first] if first is not None else []), ([last] if last is not None else [])
-
-
-def _check_choice(value: str, choices: tuple[str, ...], name: str) -> Any:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-    return value
-
-
-def _check_fraction(value: float | None, name: str, *, low_open: bool = True) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    low_ok = value > 0 if low_open else value >= 0
-    if not (low_ok and value <= 1):
-        raise ValueError(f"{name} must be in {'(0' if low_open else '[0'}, 1], got {value}")
-    return float(value)
