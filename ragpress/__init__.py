@@ -13,7 +13,12 @@ from typing import Any
 from ragpress._runtime_check import ensure_single_onnxruntime
 from ragpress.base import Compressor
 from ragpress.defaults import DEFAULT_METHOD, QUERY_METHOD, default_method
-from ragpress.registry import PIPELINE_SEPARATOR, available, factory, get_compressor, register
+from ragpress.registry import (
+    available,
+    check_query_first,
+    get_compressor,
+    register,
+)
 from ragpress.tokenization import get_target_tokenizer
 from ragpress.types import CompressionRequest, CompressionResult, ScoredSpan, Span, StageReport
 
@@ -62,9 +67,6 @@ def compress(
         return method.compress(context, query, rate=rate, target_tokens=target_tokens)
     name = method or default_method(query)
     request = CompressionRequest.create(context, query, rate=rate, target_tokens=target_tokens)
-    if PIPELINE_SEPARATOR not in name and not request.is_empty:
-        cls = factory(name)
-        if cls.requires_query is True:  # the class's own rule and message, before it is built
-            Compressor.check_query(cls, request)  # type: ignore[arg-type]
+    check_query_first(name, request)
     compressor = get_compressor(name, **options)
     return compressor.compress(context, query, rate=rate, target_tokens=target_tokens)

@@ -17,6 +17,8 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from ragpress import QUERY_METHOD, available, default_method, get_compressor
+from ragpress.registry import check_query_first
+from ragpress.types import CompressionRequest
 
 app = typer.Typer(
     help="Compress the context a RAG pipeline sends to an LLM.",
@@ -154,7 +156,13 @@ def compress(
     errors: tuple[type[Exception], ...] = (*_model_errors(), ModelNotFoundError)
 
     try:
-        compressor = get_compressor(name, **parse_options(option or []))
+        if html is not None:
+            _check_html_path(html)  # before the work, not after it
+        options = parse_options(option or [])
+        _check_options(name, options)
+        request = CompressionRequest.create(context, query, rate=rate, target_tokens=target_tokens)
+        check_query_first(name, request)  # before a model is built
+        compressor = get_compressor(name, **options)
         if (rate is not None or target_tokens is not None) and hasattr(compressor, "decompress"):
             raise ValueError(
                 f"{compressor.name} is lossless: it keeps every token, so --rate and "
@@ -164,14 +172,20 @@ def compress(
         with _progress(len(text)):
             result = compressor.compress(context, query, rate=rate, target_tokens=target_tokens)
     except errors as error:
-        _fail(error)
+        _fail(_in_cli_terms(error))
     documents = context if isinstance(context, list) else [context]
     if html is not None:
         from ragpress.view import html_view
 
-        html.write_text(html_view(documents, result, compressor.tokenizer, query), "utf-8")
+        try:
+            html.write_text(html_view(documents, result, compressor.tokenizer, query), "utf-8")
+        except OSError as error:
+            _fail(OSError(f"--html: {error}"))
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        from ragpress.serve.wire import result_to_json_dict
+
+        data = result_to_json_dict(result)  # ratio null where infinite, as the server sends
+        typer.echo(json.dumps(data, ensure_ascii=False, indent=2, allow_nan=False))
     elif show:
         from rich.console import Console
 
@@ -182,9 +196,55 @@ def compress(
         )
     else:
         sys.stdout.write(result.text)
+        # On a terminal the result's line ends on stdout, so the prompt never joins it (even
+        # with stderr elsewhere). Into a pipe or file the bytes stay exactly the result:
+        # `ragpress decompress` must restore the original byte for byte.
+        ended = sys.stdout.isatty() and not result.text.endswith("\n")
+        if ended:
+            sys.stdout.write("\n")
         sys.stdout.flush()
-        typer.echo("", err=True)
+        if not ended:
+            typer.echo("", err=True)
         typer.echo(result.summary(), err=True)
+
+
+def _check_html_path(path: Path) -> None:
+    """Refuse a ``--html`` path that cannot be written (a folder, or in a missing folder)."""
+    try:
+        folder, parent = path.is_dir(), path.parent.is_dir()
+    except OSError as error:  # e.g. a name too long
+        raise OSError(f"--html: {error}") from None
+    if folder:
+        raise IsADirectoryError(
+            f"--html {path} is a folder: give a file path, e.g. {path}/view.html"
+        )
+    if not parent:
+        raise FileNotFoundError(f"--html {path}: there is no folder {path.parent}")
+
+
+def _check_options(name: str, options: dict[str, Any]) -> None:
+    """Refuse ``--option`` keys that method ``name`` does not take, naming those it does (its
+    constructor's keywords). A pipeline names the options none of its stages takes itself."""
+    from ragpress.registry import PIPELINE_SEPARATOR, accepted_options, factory
+
+    if PIPELINE_SEPARATOR in name:
+        return
+    accepted = accepted_options(name)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        listed = ", ".join(repr(key) for key in unknown)
+        raise ValueError(
+            f"{factory(name).name} has no option{'s' if len(unknown) > 1 else ''} {listed} "
+            f"(its options: {', '.join(sorted(accepted)) or 'none'})"
+        )
+
+
+def _in_cli_terms(error: Exception) -> Exception:
+    """``error`` with the library's keyword arguments named as this command's options."""
+    message = str(error)
+    if "pass query=..." not in message:  # Compressor.check_query
+        return error
+    return ValueError(message.replace("pass query=...", "pass --query/-q QUESTION"))
 
 
 class _TokenBar:

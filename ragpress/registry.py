@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ragpress.base import Compressor
+from ragpress.types import CompressionRequest
 
 C = TypeVar("C", bound=type[Compressor])
 
@@ -104,6 +105,18 @@ def accepted_options(name: str) -> set[str]:
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
             break
     return accepted
+
+
+def check_query_first(name: str, request: CompressionRequest) -> None:
+    """The missing-query error of method ``name``, or of a stage of the pipeline ``"a+b"``
+    that needs a query, raised before anything is built (a model may take a minute to export
+    on first use)."""
+    if request.is_empty:
+        return  # passed through whatever the method
+    for stage in name.split(PIPELINE_SEPARATOR):
+        cls = factory(stage)
+        if cls.requires_query is True:  # the class's own rule and message
+            Compressor.check_query(cls, request)  # type: ignore[arg-type]
 
 
 def get_compressor(name: str, **options: Any) -> Compressor:

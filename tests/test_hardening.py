@@ -351,7 +351,12 @@ def test_prepare_refuses_a_role_the_model_lacks(tmp_path, monkeypatch):
 
 def test_query_methods_fail_before_building_a_model(tmp_path, monkeypatch):
     monkeypatch.setenv("RAGPRESS_HOME", str(tmp_path))
-    for method in ("attention-probe", "embedding-similarity"):
+    for method in (
+        "attention-probe",
+        "embedding-similarity",
+        "relevance+first-k",
+        "first-k+attention-probe",
+    ):
         with pytest.raises(ValueError, match="pass query"):
             ragpress.compress("Some context. More of it.", method=method)
     assert not (tmp_path / "models").exists()

@@ -169,6 +169,16 @@ def test_malformed_bodies_are_422(server, body, message):
     assert batch.status_code == 422 and "items[1]" in batch.json()["detail"]
 
 
+@pytest.mark.parametrize("path", ["/v1/compress", "/v1/compress/batch"])
+def test_deeply_nested_json_is_422_like_other_invalid_json(server, path):
+    deep = b"[" * 100_000 + b"]" * 100_000  # 200 KB: the decoder recursed past Python's limit
+    response = httpx.post(f"{server.url}{path}", content=deep, headers=AUTH)
+    broken = httpx.post(f"{server.url}{path}", content=b"{not json", headers=AUTH)
+    assert response.status_code == broken.status_code == 422, response.text
+    assert "not valid JSON" in response.json()["detail"]
+    assert response.json()["error"] == broken.json()["error"]
+
+
 def test_oversize_body_is_413_declared_or_streamed(server):
     limit = 8 * 2**20  # the default
     body = b'{"context": "' + b"a" * limit + b'"}'

@@ -151,6 +151,10 @@ async def _read_json(request: Request, limit: int) -> Any:
         return json.loads(b"".join(chunks))
     except ValueError as error:
         raise InvalidRequest(f"the body is not valid JSON: {error}") from None
+    except RecursionError:  # e.g. "[" * 100000: the decoder recurses once per level
+        raise InvalidRequest(
+            "the body is not valid JSON: it nests arrays or objects too deeply to read"
+        ) from None
 
 
 def _error_response(service: CompressionService, error: Exception) -> JSONResponse:

@@ -36,10 +36,24 @@ def result_to_wire(result: CompressionResult) -> dict[str, Any]:
         "budget_tokens": result.budget_tokens,
         "timings": jsonable(result.timings),
         "stages": [jsonable(vars(stage)) for stage in result.stages],
-        "ratio": None if math.isinf(result.ratio) else result.ratio,
+        "ratio": _ratio(result.ratio),
         "rate": result.rate,
         "saved_tokens": result.saved_tokens,
     }
+
+
+def result_to_json_dict(result: CompressionResult) -> dict[str, Any]:
+    """``result.to_dict()`` (spans as objects: what ``ragpress compress --json`` prints) in
+    plain JSON types, by the wire's rules for non-finite numbers, so ``json.dumps(...,
+    allow_nan=False)`` takes it."""
+    data = jsonable(result.to_dict())
+    data["ratio"] = _ratio(result.ratio)
+    return data
+
+
+def _ratio(ratio: float) -> float | None:
+    """``ratio`` on the wire: null where it is infinite (everything dropped)."""
+    return None if math.isinf(ratio) else ratio
 
 
 def result_from_wire(data: dict[str, Any]) -> CompressionResult:
