@@ -72,7 +72,16 @@ class CallableTokenizer:
         self.name = name
 
     def encode(self, text: str) -> list[int]:
-        return list(self._function(text))
+        ids = list(self._function(text))
+        if not ids and text.strip():
+            # A count of 0 would let every budget pass: nothing compressed, and no sign of it.
+            raise ValueError(
+                f"{self.name} gave no token ids for {len(text)} characters of text; check that "
+                "it works on this machine (LangChain's default get_token_ids loads GPT-2's "
+                "tokenizer from the Hugging Face hub and gives [] when offline: set "
+                "custom_get_token_ids on the model, or pass target_tokenizer=...)"
+            )
+        return ids
 
     def count(self, text: str) -> int:
         return len(self.encode(text)) if text else 0

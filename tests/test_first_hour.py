@@ -182,6 +182,29 @@ def test_a_failing_job_shows_the_tail_of_its_output(capfd):
     assert out == "" and "the reason it failed" in err
 
 
+def test_without_a_terminal_a_job_says_what_the_wait_is_in_two_lines(capfd, monkeypatch):
+    monkeypatch.delenv("RAGPRESS_QUIET", raising=False)
+    with progress.job("preparing a model (once)", {"export": 90.0}), progress.step("export"):
+        pass
+    with pytest.raises(RuntimeError), progress.job("preparing another", {"export": 1.0}):
+        raise RuntimeError("export failed")
+    out, err = capfd.readouterr()  # stderr is captured here: no terminal, so no bar
+    assert out == ""
+    assert err.splitlines() == [
+        "preparing a model (once): started, about 90 s",
+        "preparing a model (once): finished in 0 s",
+        "preparing another: started, about 1 s",
+        "preparing another: failed after 0 s",
+    ]
+
+
+def test_quiet_jobs_say_nothing(capfd, monkeypatch):
+    monkeypatch.setenv("RAGPRESS_QUIET", "1")
+    with progress.job("preparing a model (once)", {"export": 1.0}):
+        pass
+    assert capfd.readouterr() == ("", "")
+
+
 def test_model_calls_report_their_tokens():
     class Session:
         def get_providers(self) -> list[str]:

@@ -495,3 +495,19 @@ def test_pipelines_run_in_both_frameworks(lc_retriever, llama_index, entropy):
     assert any("first sign" in n.node.get_content() for n in nodes)
     with pytest.raises(ValueError, match="query"):
         RagpressPostprocessor(pipeline, rate=0.4).postprocess_nodes(retrieved)
+
+
+def test_an_llm_tokenizer_that_counts_nothing_is_an_error_not_a_silent_no_op():
+    from langchain_core.documents import Document
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    from ragpress.integrations.langchain import RagpressCompressor
+
+    documents = [Document(page_content="Oil level rises between services. Check it weekly.")]
+    offline = FakeListChatModel(responses=["x"], custom_get_token_ids=lambda text: [])
+    with pytest.raises(ValueError, match=r"no token ids.*custom_get_token_ids"):
+        RagpressCompressor("first-k", rate=0.5, llm=offline).compress_documents(documents, "q")
+
+    words = FakeListChatModel(responses=["x"], custom_get_token_ids=lambda text: text.split())
+    (kept,) = RagpressCompressor("first-k", rate=0.5, llm=words).compress_documents(documents, "q")
+    assert kept.page_content == "Oil level rises between"  # 4 of 8 words: the LLM's own count

@@ -4,7 +4,8 @@ Everything the libraries underneath print while it runs (transformers' load repo
 ``[torch.onnx] ...`` lines, which go to stdout, onnxruntime's C++ logs, warnings) is captured at
 the file-descriptor level into a log file: stdout stays clean for the result (``ragpress
 compress ... > out.txt``), and the log's tail is shown only if the job fails. The bar writes to
-stderr, with an ETA from each step's typical duration; ``RAGPRESS_QUIET=1`` hides it.
+stderr, with an ETA from each step's typical duration; when stderr is no terminal (a log, CI)
+two plain lines take its place. ``RAGPRESS_QUIET=1`` hides both.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ class Job:
             disable=True if quiet() else None,  # None: off when stderr is not a terminal
             leave=False,
         )
+        # No terminal (a log, CI): the bar is off, so two plain lines say what the wait is.
+        self._lines = self.bar.disable and not quiet()
+        self._stream, self._started = stream, time.perf_counter()
+        if self._lines:
+            stream.write(f"{label}: started, about {_duration(sum(steps.values()))}\n")
+            stream.flush()
         self._done = 0.0
         self._current: tuple[str, float] | None = None
         self._stop = threading.Event()
@@ -76,10 +83,19 @@ class Job:
         self.bar.n = min(round(value), self.bar.total)
         self.bar.refresh()
 
-    def close(self) -> None:
+    def close(self, *, failed: bool = False) -> None:
         self._stop.set()
         self._ticker.join()
         self.bar.close()
+        if self._lines:
+            elapsed = _duration(time.perf_counter() - self._started)
+            ended = "failed after" if failed else "finished in"
+            self._stream.write(f"{self.label}: {ended} {elapsed}\n")
+            self._stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 @contextlib.contextmanager
@@ -102,7 +118,7 @@ def job(label: str, steps: dict[str, float]) -> Iterator[Job]:
         try:
             yield current
         except BaseException:
-            current.close()
+            current.close(failed=True)
             _show_tail(log, stream)
             raise
         finally:
