@@ -74,6 +74,12 @@ def test_token_classifier_at_rate_one_is_the_identity(classifier, text):
 
 
 @pytest.mark.real_model
+def test_token_classifier_keeps_a_document_of_characters_its_encoder_drops(classifier):
+    documents = ["Hello world.", "\x00\x01\u200b"]  # no sub-word at all in the second
+    assert classifier.compress(documents, rate=1.0).documents == documents
+
+
+@pytest.mark.real_model
 def test_token_classifier_never_fuses_neighbours_of_dropped_words():
     text = "foo(bar) a/b and ok??Yes"
     threshold = ragpress.get_compressor("token-classifier", threshold=0.5)

@@ -112,9 +112,11 @@ def _cover_orphans(text: str, words: np.ndarray) -> np.ndarray:
     belongs to a word: kept words then render as the input had them, never fused over a gap.
 
     A dropped run touching a word joins it; one standing alone joins the next word (the last
-    word when none follows)."""
+    word when none follows). A text of dropped characters only is one word (that no sub-word
+    scores), so it is still there to keep."""
     if not len(words):
-        return words
+        runs = [match.span() for match in _NON_SPACE.finditer(text)]
+        return np.asarray(runs[:1] and [(runs[0][0], runs[-1][1])], dtype=np.int64).reshape(-1, 2)
     last = len(words) - 1
     for gap in range(len(words) + 1):  # gap i lies before word i; gap W after the last word
         begin = int(words[gap - 1, 1]) if gap else 0
