@@ -8,6 +8,7 @@ point; embedding-similarity (MiniLM, package-shipped) for a real model.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import os
@@ -506,9 +507,13 @@ def test_run_isolated_keeps_errors_with_their_requests():
 
 
 def test_wire_round_trip_keeps_every_field():
-    compressor = ragpress.get_compressor("first-k")
+    compressor = ragpress.get_compressor("first-k+random")
     result = compressor.compress(passage(7), "q?", rate=0.5)
-    back = result_from_wire(result_to_wire(result))
+    result.scores = [ScoredSpan(0, 0, 3, 0.5)]
+    result.document_scores = [0.9, 0.125]  # relevance sets these; no field may stay default
+    unset = [f.name for f in dataclasses.fields(result) if getattr(result, f.name) == f.default]
+    assert unset == []
+    back = result_from_wire(json.loads(json.dumps(result_to_wire(result), allow_nan=False)))
     assert back == result  # the dataclass, seconds and timings included
     nothing = ragpress.types.CompressionResult(
         text="", original_tokens=5, compressed_tokens=0, method="x"

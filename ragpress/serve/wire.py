@@ -36,6 +36,7 @@ def result_to_wire(result: CompressionResult) -> dict[str, Any]:
         "budget_tokens": result.budget_tokens,
         "timings": jsonable(result.timings),
         "stages": [jsonable(vars(stage)) for stage in result.stages],
+        "document_scores": jsonable(result.document_scores),
         "ratio": _ratio(result.ratio),
         "rate": result.rate,
         "saved_tokens": result.saved_tokens,
@@ -74,7 +75,12 @@ def result_from_wire(data: dict[str, Any]) -> CompressionResult:
         budget_tokens=data.get("budget_tokens"),
         timings=data.get("timings") or {},
         stages=[StageReport(**stage) for stage in data.get("stages") or []],
+        document_scores=_floats(data.get("document_scores")),
     )
+
+
+def _floats(values: list[Any] | None) -> list[float] | None:
+    return None if values is None else [float(value) for value in values]
 
 
 def comparable(result: CompressionResult) -> dict[str, Any]:
