@@ -441,6 +441,20 @@ def _flat(output: str) -> str:
 # -- 12. adapters and pipelines -------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("documents", [None, "one string", 3])
+def test_the_lcel_node_names_a_documents_value_that_is_no_list(documents):
+    pytest.importorskip("langchain_core")
+    from ragpress.integrations.langchain import as_langchain
+
+    with pytest.raises(TypeError, match="'documents' must be a list of Documents"):
+        as_langchain("first-k", rate=0.5).invoke({"documents": documents, "question": "q"})
+
+
+def test_pipeline_is_no_stage_of_a_pipeline():
+    with pytest.raises(ValueError, match="'pipeline' is not a stage"):
+        ragpress.get_compressor("pipeline+first-k")
+
+
 def test_langchain_refuses_to_overwrite_a_documents_own_key():
     Document = pytest.importorskip("langchain_core.documents").Document
     from ragpress.integrations.langchain import RagpressCompressor

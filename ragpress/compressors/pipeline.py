@@ -23,7 +23,13 @@ import numpy as np
 
 from ragpress import checks
 from ragpress.base import Compressor
-from ragpress.registry import PIPELINE_SEPARATOR, accepted_options, get_compressor, register
+from ragpress.registry import (
+    PIPELINE_SEPARATOR,
+    accepted_options,
+    factory,
+    get_compressor,
+    register,
+)
 from ragpress.types import (
     DOCUMENT_SEPARATOR,
     CompressionRequest,
@@ -178,6 +184,8 @@ def _build_stages(
         if not isinstance(stage, str):
             raise TypeError(f"a stage is a name or a Compressor, got {type(stage).__name__}")
         name = stage.strip()
+        if factory(name) is Pipeline:
+            raise ValueError(f"{stage!r} is not a stage: name the stages, joined by '+'")
         options = {"target_tokenizer": tokenizer, **stage_options.get(name, {})}
         accepted = accepted_options(name)
         for key in set(shared) & accepted:

@@ -24,7 +24,7 @@ Each output ``Document`` is a copy of its source (same ``id``, same metadata) wi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ragpress.base import Compressor
@@ -237,7 +237,13 @@ class RagpressRunnable(_RagpressSettings, RunnableSerializable[Chunk, Chunk]):
                 f"{type(self).__name__} takes a mapping with {self.documents_key!r} and "
                 f"{self.question_key!r}, got {type(input_).__name__}"
             )
-        return list(input_[self.documents_key])  # items are checked by _item
+        documents = input_[self.documents_key]
+        if isinstance(documents, (str, bytes)) or not isinstance(documents, Iterable):
+            raise TypeError(
+                f"{self.documents_key!r} must be a list of Documents (what a retriever returns), "
+                f"got {type(documents).__name__}"
+            )
+        return list(documents)  # items are checked by _item
 
     def _question(self, input_: Chunk) -> str | None:
         return input_.get(self.question_key)
