@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -64,16 +65,17 @@ class CompressionRequest:
         if rate is not None and target_tokens is not None:
             raise ValueError("give either rate or target_tokens, not both")
         if rate is not None:
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+            if isinstance(rate, bool) or not isinstance(rate, numbers.Real):  # numpy too
                 raise TypeError(f"rate must be a number, got {type(rate).__name__}")
             if not (0.0 < rate <= 1.0) or math.isnan(rate):
                 raise ValueError(f"rate must be in (0, 1], got {rate}")
             rate = float(rate)
         if target_tokens is not None:
-            if isinstance(target_tokens, bool) or not isinstance(target_tokens, int):
+            if isinstance(target_tokens, bool) or not isinstance(target_tokens, numbers.Integral):
                 raise TypeError(f"target_tokens must be an int, got {type(target_tokens).__name__}")
             if target_tokens < 0:
                 raise ValueError(f"target_tokens must be >= 0, got {target_tokens}")
+            target_tokens = int(target_tokens)
         return cls(documents, query, rate, target_tokens, is_list)
 
     @property

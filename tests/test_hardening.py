@@ -550,3 +550,12 @@ def test_entropy_sentence_units_are_capped():
     text = ", ".join(f"item {i} is red" for i in range(150)) + "."
     result = ragpress.get_compressor("entropy", unit="sentence").compress(text, rate=0.5)
     assert 0 < result.compressed_tokens <= result.budget_tokens
+
+
+def test_numpy_budgets_are_numbers():
+    rate = ragpress.compress("a b c d e f", method="first-k", rate=np.float32(0.5))
+    tokens = ragpress.compress("a b c d e f", method="first-k", target_tokens=np.int64(2))
+    assert (rate.text, tokens.text) == ("a b c", "a b")
+    assert type(tokens.budget_tokens) is int  # JSON-ready, as a Python int
+    with pytest.raises(TypeError, match="target_tokens must be an int"):
+        ragpress.compress("a b", method="first-k", target_tokens=np.float64(2.0))
