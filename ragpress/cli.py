@@ -367,12 +367,20 @@ def models_list() -> None:
     """The model catalogue, with which sources are available here."""
     from ragpress.onnx.catalogue import CATALOGUE
 
-    for spec in CATALOGUE:
-        packaged = spec.packaged is not None and spec.packaged.available()
-        typer.echo(
-            f"{spec.name:14} {spec.kind:10} roles={','.join(spec.roles):13} "
-            f"packaged={'yes' if packaged else 'no ':3} hub={spec.hub_id}"
+    rows = [
+        (
+            spec.name,
+            spec.kind,
+            f"roles={','.join(spec.roles)}",
+            f"packaged={'yes' if spec.packaged and spec.packaged.available() else 'no'}",
+            f"hub={spec.hub_id or '-'}",
         )
+        for spec in CATALOGUE
+    ]
+    widths = [max(len(cell) for cell in column) for column in zip(*rows, strict=True)]
+    for row in rows:  # columns as wide as their longest cell; the last one unpadded
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        typer.echo("  ".join(cells).rstrip())
 
 
 train_app = typer.Typer(help="Reproduce the learned parts from package-shipped models and data.")

@@ -18,7 +18,7 @@ import ragpress
 from ragpress import defaults
 from ragpress.cli import app, parse_options
 from ragpress.onnx import progress
-from ragpress.onnx.catalogue import ModelSpec, PackagedWeights, install_requirements
+from ragpress.onnx.catalogue import CATALOGUE, ModelSpec, PackagedWeights, install_requirements
 from ragpress.onnx.runtime import reporting_batches, run_batches
 from ragpress.onnx.sources import ModelNotFoundError, hub_online, weights_folder
 from ragpress.view import document_views, html_view, terminal_view
@@ -337,3 +337,12 @@ def test_sample_question_is_the_one_make_demo_asks():
 def test_cli_refuses_a_budget_for_the_lossless_method():
     run = run_cli("compress", "sample", "-m", "metatoken", "--rate", "0.5")
     assert run.returncode == 2 and "lossless" in run.stderr and run.stdout == ""
+
+
+def test_models_list_lines_up_its_columns():
+    result = CliRunner().invoke(app, ["models", "list"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split()[0] for line in lines] == [spec.name for spec in CATALOGUE]
+    for field in ("roles=", "packaged=", "hub="):
+        assert len({line.index(field) for line in lines}) == 1, result.output
