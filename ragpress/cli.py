@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from importlib import resources
@@ -103,10 +104,13 @@ def _option_value(value: str) -> Any:
     return value
 
 
+_BLANK_LINE = re.compile(r"(?:\r?\n){2,}")
+
+
 def _documents(text: str, split: bool) -> str | list[str]:
     if not split:
         return text
-    blocks = [block.strip("\n") for block in text.split("\n\n")]
+    blocks = [block.strip("\r\n") for block in _BLANK_LINE.split(text)]  # CRLF files too
     return [block for block in blocks if block.strip()]
 
 

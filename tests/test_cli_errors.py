@@ -133,3 +133,16 @@ def test_a_piped_lossless_result_round_trips_byte_for_byte(tmp_path):
     path.write_bytes(packed.stdout.encode())
     restored = run_cli("decompress", str(path))
     assert restored.returncode == 0 and restored.stdout == TEXT * 3
+
+
+def test_split_reads_blank_lines_of_crlf_files_too(tmp_path):
+    lf = "Pumps run hot.\nFilters clog.\n\nOil rises.\n"
+    outputs = []
+    for name, text in (("lf.txt", lf), ("crlf.txt", lf.replace("\n", "\r\n"))):
+        (tmp_path / name).write_bytes(text.encode())
+        run = run_cli(
+            "compress", str(tmp_path / name), "-m", "first-k", "--rate", "1", "--split", "--json"
+        )
+        assert run.returncode == 0, run.stderr
+        outputs.append([doc.replace("\r", "") for doc in _strict(run.stdout)["documents"]])
+    assert outputs[0] == outputs[1] == ["Pumps run hot.\nFilters clog.", "Oil rises."]
