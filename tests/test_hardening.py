@@ -559,3 +559,18 @@ def test_numpy_budgets_are_numbers():
     assert type(tokens.budget_tokens) is int  # JSON-ready, as a Python int
     with pytest.raises(TypeError, match="target_tokens must be an int"):
         ragpress.compress("a b", method="first-k", target_tokens=np.float64(2.0))
+
+
+@pytest.mark.parametrize("content", [b"not a probe", None])
+def test_a_probe_file_that_is_no_probe_is_named_before_the_model_loads(
+    content, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("RAGPRESS_HOME", str(tmp_path / "home"))
+    path = tmp_path / "probe.npz"
+    if content is None:
+        np.savez(path, weights=np.zeros(3))  # an .npz without the probe's arrays
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match="is not an attention probe"):
+        ragpress.get_compressor("attention-probe", probe=path)
+    assert not (tmp_path / "home" / "models").exists()

@@ -100,15 +100,29 @@ class Probe:
 
     @classmethod
     def load(cls, path: str | Path) -> Probe:
-        with np.load(path, allow_pickle=False) as data:
-            return cls(
-                data["weights"],
-                float(data["bias"]),
-                data["mean"],
-                data["scale"],
-                str(data["model"]),
-                str(data["recipe"]) if "recipe" in data else LEGACY_RECIPE,
-            )
+        """A probe saved by :meth:`save` (``ragpress train attention-probe``); anything else is
+        a ValueError naming the file (numpy alone would speak of pickled data)."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return cls._from_arrays(data)
+        except (ValueError, KeyError, OSError) as error:
+            if isinstance(error, FileNotFoundError):
+                raise
+            raise ValueError(
+                f"probe={str(path)!r} is not an attention probe (an .npz written by `ragpress "
+                f"train attention-probe`): {error}"
+            ) from None
+
+    @classmethod
+    def _from_arrays(cls, data: Any) -> Probe:
+        return cls(
+            data["weights"],
+            float(data["bias"]),
+            data["mean"],
+            data["scale"],
+            str(data["model"]),
+            str(data["recipe"]) if "recipe" in data else LEGACY_RECIPE,
+        )
 
     @classmethod
     def bundled(cls, model: str) -> Probe:
@@ -151,6 +165,8 @@ class AttentionProbeCompressor(ModelCompressor):
     ) -> None:
         threshold = checks.fraction(threshold, "threshold", low_open=False)
         chunk_tokens = checks.integer(chunk_tokens, "chunk_tokens", at_least=16)
+        # A given probe is read now, so a wrong file fails before the model loads.
+        self._given_probe = Probe.load(probe) if probe is not None else None
         super().__init__(**options)
         self._probe_path = probe
         self.threshold, self.chunk_tokens = threshold, chunk_tokens
@@ -159,10 +175,10 @@ class AttentionProbeCompressor(ModelCompressor):
 
     @cached_property
     def probe(self) -> Probe:
-        """The trained probe: ``probe=PATH`` or the one shipped for this model (loaded on use,
-        so training can build a compressor before any probe exists)."""
-        if self._probe_path:
-            return Probe.load(self._probe_path)
+        """The trained probe: ``probe=PATH`` (read at construction) or the one shipped for this
+        model (read on use, so training can build a compressor before any probe exists)."""
+        if self._given_probe is not None:
+            return self._given_probe
         return Probe.bundled(self.runner.spec.name)
 
     @property
