@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ragpress import defaults
+from ragpress import defaults, get_compressor
 
 Document = pytest.importorskip("langchain_core.documents").Document
 pytest.importorskip("llama_index.core")
@@ -177,3 +177,10 @@ def test_llamaindex_events_and_to_dict_round_trip():
     assert [n.node.get_content() for n in again] == [n.node.get_content() for n in out]
     assert len(seen) == 2 and seen[0].method == "random" and seen[0].documents == 2
     assert seen[0].saved_tokens == seen[0].original_tokens - seen[0].compressed_tokens > 0
+
+
+def test_a_postprocessor_built_from_an_instance_keeps_its_options_through_to_dict():
+    instance = get_compressor("random", seed=7)
+    rebuilt = RagpressPostprocessor.from_dict(RagpressPostprocessor(instance, rate=0.5).to_dict())
+    assert rebuilt.compressor.settings == instance.settings  # seed 7 came back as 0 before
+    assert rebuilt.method_options == {"seed": 7}

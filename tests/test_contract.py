@@ -27,7 +27,7 @@ import pytest
 import ragpress
 from ragpress.base import Compressor
 from ragpress.integrations import check_query, needs_query
-from ragpress.registry import available, factory
+from ragpress.registry import accepted_options, available, factory
 from ragpress.text import protected_spans
 from ragpress.types import CompressionResult
 from tests import golden
@@ -172,6 +172,16 @@ def test_bad_arguments_raise_naming_the_argument(
 def test_an_unknown_option_is_a_type_error_naming_it(method: str) -> None:
     with pytest.raises((TypeError, ValueError), match="no_such_option"):
         ragpress.get_compressor(method, no_such_option=1)
+
+
+@pytest.mark.parametrize("compressor", ALL[:-1], indirect=True)  # not the pipeline
+def test_settings_rebuild_the_compressor(compressor: Compressor) -> None:
+    """Each setting that is a constructor option, passed back, gives the same settings: every
+    value a compressor reports is one its constructor accepts (what a config round trip, as
+    LlamaIndex's to_dict / from_dict, relies on)."""
+    accepted = accepted_options(compressor.name)
+    options = {k: v for k, v in compressor.settings.items() if k in accepted}
+    assert ragpress.get_compressor(compressor.name, **options).settings == compressor.settings
 
 
 @parametrize_methods

@@ -70,6 +70,10 @@ LEGACY_RECIPE = "final-mean"
 _FLOOR = 1e-3  # added before the log: a sentence with no attention at all stays finite
 
 
+#: How ``settings`` names a shipped probe (``probe=`` reads it back).
+_BUNDLED = "bundled:"
+
+
 @dataclass(frozen=True)
 class Probe:
     """Logistic regression over standardised log attention features (``recipe``: which ones,
@@ -100,8 +104,11 @@ class Probe:
 
     @classmethod
     def load(cls, path: str | Path) -> Probe:
-        """A probe saved by :meth:`save` (``ragpress train attention-probe``); anything else is
-        a ValueError naming the file (numpy alone would speak of pickled data)."""
+        """A probe saved by :meth:`save` (``ragpress train attention-probe``), or
+        ``"bundled:MODEL"``, the one shipped for MODEL; anything else is a ValueError naming the
+        file (numpy alone would speak of pickled data)."""
+        if str(path).startswith(_BUNDLED):  # what ``settings`` reports for the shipped probe
+            return cls.bundled(str(path).removeprefix(_BUNDLED))
         try:
             with np.load(path, allow_pickle=False) as data:
                 return cls._from_arrays(data)
@@ -185,7 +192,7 @@ class AttentionProbeCompressor(ModelCompressor):
     def settings(self) -> dict[str, Any]:
         return {
             **super().settings,
-            "probe": str(self._probe_path or f"bundled:{self.runner.spec.name}"),
+            "probe": str(self._probe_path or f"{_BUNDLED}{self.runner.spec.name}"),
             "threshold": self.threshold,
             "chunk_tokens": self.chunk_tokens,
         }

@@ -141,9 +141,10 @@ class EntropyCompressor(ModelCompressor):
         overlap = checks.integer(overlap, "overlap", at_least=0)
         if not 0 <= overlap < window // 2:
             raise ValueError(f"overlap must be in [0, window/2); got {overlap} for {window}")
-        segment = checks.integer(segment, "segment", at_least=1)
-        if iterative and not 0 < segment < window:
-            raise ValueError(f"segment must be in (0, window); got {segment} for {window}")
+        if iterative:  # segment is unused (and reported as None) otherwise
+            segment = checks.integer(segment, "segment", at_least=1)
+            if not segment < window:
+                raise ValueError(f"segment must be in (0, window); got {segment} for {window}")
         super().__init__(**options)
         self.unit, self.question_aware, self.relevance = unit, question_aware, relevance
         self.coarse, self.coarse_factor = coarse, coarse_factor

@@ -13,7 +13,7 @@ from typing import Any
 
 from ragpress import defaults
 from ragpress.base import Compressor
-from ragpress.registry import get_compressor
+from ragpress.registry import PIPELINE_SEPARATOR, accepted_options, get_compressor
 from ragpress.types import CompressionRequest, CompressionResult
 
 #: The one metadata key every compressed document or node gains (see :func:`figures`).
@@ -49,6 +49,16 @@ def resolve_compressor(method: str | Compressor | None, options: Mapping[str, An
     if isinstance(method, str):
         return get_compressor(method, **options)
     raise TypeError(f"method must be a name or a Compressor, got {type(method).__name__}")
+
+
+def instance_options(compressor: Compressor) -> dict[str, Any]:
+    """The options that rebuild ``compressor`` by its name: those of its settings that are
+    constructor options (see ``test_settings_rebuild_the_compressor``), but the target
+    tokenizer, which may be an object. A pipeline gives none (its settings hold its stages')."""
+    if PIPELINE_SEPARATOR in compressor.name:
+        return {}
+    accepted = accepted_options(compressor.name) - {"target_tokenizer"}
+    return {key: value for key, value in compressor.settings.items() if key in accepted}
 
 
 def needs_query(compressor: Compressor) -> bool:

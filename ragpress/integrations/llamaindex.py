@@ -27,6 +27,7 @@ from ragpress.integrations import (
     check_metadata,
     check_query,
     figures,
+    instance_options,
     is_empty,
     missing_extra,
     resolve_compressor,
@@ -92,7 +93,8 @@ class RagpressPostprocessor(BaseNodePostprocessor):
         compressor = resolve_compressor(method, options)
         super().__init__(  # type: ignore[call-arg]  # pydantic fields of this class
             method=compressor.name if isinstance(method, Compressor) else method or "",
-            method_options=options,
+            # An instance's own options, from its settings, so that from_dict rebuilds it.
+            method_options=instance_options(compressor) if method is compressor else options,
             rate=rate,
             target_tokens=target_tokens,
             keep_empty=keep_empty,
