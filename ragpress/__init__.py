@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ragpress._runtime_check import ensure_single_onnxruntime
-from ragpress.base import Compressor
+from ragpress.base import Compressor, MissingQueryError
 from ragpress.defaults import DEFAULT_METHOD, QUERY_METHOD, default_method
 from ragpress.registry import (
     available,
@@ -30,6 +30,7 @@ __all__ = [
     "CompressionRequest",
     "CompressionResult",
     "Compressor",
+    "MissingQueryError",
     "ScoredSpan",
     "Span",
     "StageReport",

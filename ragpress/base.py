@@ -28,6 +28,17 @@ from ragpress.types import CompressionRequest, CompressionResult, ScoredSpan, Sp
 BatchItem = CompressionRequest | Mapping[str, Any] | str
 
 
+class MissingQueryError(ValueError):
+    """A method that compresses for a query got none; ``argument`` names how to pass one."""
+
+    def __init__(self, method: str, argument: str = "query=...") -> None:
+        super().__init__(
+            f"{method} compresses for a query and none was given: pass {argument}, "
+            "or use a query-free method (metatoken, first-k, random)"
+        )
+        self.method = method
+
+
 class Compressor(ABC):
     """Compress a context (one text or a list of documents), optionally for a query.
 
@@ -111,10 +122,7 @@ class Compressor(ABC):
     def check_query(self, request: CompressionRequest) -> None:
         """The one error for a method that needs a query and got none (or a blank one)."""
         if not (request.query and request.query.strip()):
-            raise ValueError(
-                f"{self.name} compresses for a query and none was given: pass query=..., "
-                "or use a query-free method (metatoken, first-k, random)"
-            )
+            raise MissingQueryError(self.name)
 
     def passthrough(self, request: CompressionRequest) -> CompressionResult:
         """The result for a request left as it is (empty or whitespace-only context)."""

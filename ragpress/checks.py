@@ -21,7 +21,10 @@ def number(
     """``value`` as a finite float (numpy scalars too), ``> above`` / ``>= at_least``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int past float's range
+        value = math.inf if value > 0 else -math.inf
     if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value}")
     if above is not None and not value > above:
@@ -44,7 +47,9 @@ def fraction(value: Any, name: str, *, low_open: bool = True) -> float | None:
 
 def integer(value: Any, name: str, *, at_least: int) -> int:
     """``value`` as an int (numpy integers too, not bools) of at least ``at_least``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < at_least:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= {at_least}, got {value!r}")
+    if value < at_least:
         raise ValueError(f"{name} must be an int >= {at_least}, got {value!r}")
     return int(value)
 
@@ -53,7 +58,10 @@ def strings(value: Any, name: str) -> tuple[str, ...]:
     """A sequence of strings as a tuple; one bare string is refused (it would iterate by
     character)."""
     if isinstance(value, str):
-        raise TypeError(f"{name} must be a sequence of strings such as [{value!r}], not one string")
+        raise TypeError(
+            f"{name} must be a sequence of strings such as [{value!r}] (on the CLI: "
+            f"-o {name}={value},), not one string"
+        )
     items = tuple(value) if isinstance(value, Iterable) else None
     if items is None or not all(isinstance(item, str) for item in items):
         raise TypeError(f"{name} must be a sequence of strings, got {value!r}")

@@ -18,6 +18,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from ragpress import QUERY_METHOD, available, default_method, get_compressor
+from ragpress.base import MissingQueryError
 from ragpress.registry import check_query_first
 from ragpress.types import CompressionRequest
 
@@ -245,10 +246,9 @@ def _check_options(name: str, options: dict[str, Any]) -> None:
 
 def _in_cli_terms(error: Exception) -> Exception:
     """``error`` with the library's keyword arguments named as this command's options."""
-    message = str(error)
-    if "pass query=..." not in message:  # Compressor.check_query
-        return error
-    return ValueError(message.replace("pass query=...", "pass --query/-q QUESTION"))
+    if isinstance(error, MissingQueryError):
+        return MissingQueryError(error.method, argument="--query/-q QUESTION")
+    return error
 
 
 class _TokenBar:

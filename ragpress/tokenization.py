@@ -73,8 +73,9 @@ class CallableTokenizer:
 
     def encode(self, text: str) -> list[int]:
         ids = list(self._function(text))
-        if not ids and text.strip():
+        if not ids and any(character.isalnum() for character in text):
             # A count of 0 would let every budget pass: nothing compressed, and no sign of it.
+            # (A unit of zero-width or control characters alone may rightly count 0.)
             raise ValueError(
                 f"{self.name} gave no token ids for {len(text)} characters of text; check that "
                 "it works on this machine (LangChain's default get_token_ids loads GPT-2's "

@@ -34,7 +34,11 @@ def _strict(text: str) -> dict:
     ("stdin", "args"),
     [
         (TEXT, ["-m", "first-k", "--target-tokens", "0"]),
-        ("Birds sing.", ["-m", "relevance", "-q", "bolt torque?"]),  # keeps nothing
+        pytest.param(
+            "Birds sing.",
+            ["-m", "relevance", "-q", "bolt torque?"],  # keeps nothing
+            marks=pytest.mark.real_model,
+        ),
     ],
 )
 def test_json_of_a_result_that_keeps_nothing_is_strict_with_a_null_ratio(stdin, args):

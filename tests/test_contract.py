@@ -179,6 +179,24 @@ def test_settings_rebuild_the_compressor(compressor: Compressor) -> None:
     """Each setting that is a constructor option, passed back, gives the same settings: every
     value a compressor reports is one its constructor accepts (what a config round trip, as
     LlamaIndex's to_dict / from_dict, relies on)."""
+    _assert_settings_rebuild(compressor)
+
+
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [
+        ("random", {"seed": 3}),
+        pytest.param("entropy", {"coarse": False, "iterative": True}, marks=pytest.mark.real_model),
+        pytest.param("token-classifier", {"threshold": 0.5}, marks=pytest.mark.real_model),
+        pytest.param("relevance", {"threshold": 0.1, "rerank": True}, marks=pytest.mark.real_model),
+        pytest.param("ib-filter", {"coarse": True}, marks=pytest.mark.real_model),
+    ],
+)
+def test_settings_of_other_configurations_rebuild_too(method: str, options: dict) -> None:
+    _assert_settings_rebuild(ragpress.get_compressor(method, **options))
+
+
+def _assert_settings_rebuild(compressor: Compressor) -> None:
     accepted = accepted_options(compressor.name)
     options = {k: v for k, v in compressor.settings.items() if k in accepted}
     assert ragpress.get_compressor(compressor.name, **options).settings == compressor.settings

@@ -56,7 +56,7 @@ def test_stops_at_the_step_cap_and_records_each_epoch_after_a_first_evaluation()
     assert history[-1]["mse"] < history[0]["mse"]
 
 
-def test_leaves_frozen_parameters_alone():
+def test_trains_what_is_trainable_and_unfreezes_nothing():
     model, calls = _model(), []
     loss_of, evaluate = _regression(model, calls)
     frozen = model[0].weight.clone()

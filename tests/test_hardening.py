@@ -379,14 +379,15 @@ def test_bad_options_are_rejected():
     ("method", "options", "error", "name"),
     [
         ("embedding-similarity", {"max_length": 0}, ValueError, "max_length"),
-        ("embedding-similarity", {"max_length": "x"}, ValueError, "max_length"),
+        ("embedding-similarity", {"max_length": "x"}, TypeError, "max_length"),
         ("entropy", {"force_tokens": "SB-2291"}, TypeError, "force_tokens"),
-        ("entropy", {"window": 1024.5}, ValueError, "window"),
+        ("entropy", {"window": 1024.5}, TypeError, "window"),
         ("entropy", {"relevance": "x"}, TypeError, "relevance"),
         ("relevance", {"threshold": "0.5"}, TypeError, "threshold"),
         ("relevance", {"device": "gpu"}, ValueError, "device"),
         ("relevance", {"threads": 0}, ValueError, "threads"),
-        ("attention-probe", {"chunk_tokens": "x"}, ValueError, "chunk_tokens"),
+        ("attention-probe", {"chunk_tokens": "x"}, TypeError, "chunk_tokens"),
+        ("random+first-k", {"headroom": 10**400}, ValueError, "headroom"),
         ("ib-filter", {"floor": float("nan")}, ValueError, "floor"),
         ("ib-filter", {"coarse_weight": float("nan")}, ValueError, "coarse_weight"),
         ("random+first-k", {"headroom": float("inf")}, ValueError, "headroom"),
@@ -561,7 +562,7 @@ def test_numpy_budgets_are_numbers():
         ragpress.compress("a b", method="first-k", target_tokens=np.float64(2.0))
 
 
-@pytest.mark.parametrize("content", [b"not a probe", None])
+@pytest.mark.parametrize("content", [b"not a probe", b"PK\x03\x04 truncated", b"npy", None])
 def test_a_probe_file_that_is_no_probe_is_named_before_the_model_loads(
     content, tmp_path, monkeypatch
 ):
@@ -569,6 +570,9 @@ def test_a_probe_file_that_is_no_probe_is_named_before_the_model_loads(
     path = tmp_path / "probe.npz"
     if content is None:
         np.savez(path, weights=np.zeros(3))  # an .npz without the probe's arrays
+    elif content == b"npy":
+        np.save(path.with_suffix(".npy"), np.zeros(3))
+        path = path.with_suffix(".npy")  # one array, not an archive
     else:
         path.write_bytes(content)
     with pytest.raises(ValueError, match="is not an attention probe"):

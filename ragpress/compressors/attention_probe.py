@@ -41,6 +41,7 @@ same-article):
 from __future__ import annotations
 
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -110,11 +111,14 @@ class Probe:
         if str(path).startswith(_BUNDLED):  # what ``settings`` reports for the shipped probe
             return cls.bundled(str(path).removeprefix(_BUNDLED))
         try:
-            with np.load(path, allow_pickle=False) as data:
+            loaded = np.load(path, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ValueError(f"an .npz archive was expected, got {type(loaded).__name__}")
+            with loaded as data:
                 return cls._from_arrays(data)
-        except (ValueError, KeyError, OSError) as error:
-            if isinstance(error, FileNotFoundError):
-                raise
+        except FileNotFoundError:
+            raise FileNotFoundError(f"probe={str(path)!r}: there is no such file") from None
+        except (ValueError, KeyError, OSError, zipfile.BadZipFile) as error:
             raise ValueError(
                 f"probe={str(path)!r} is not an attention probe (an .npz written by `ragpress "
                 f"train attention-probe`): {error}"

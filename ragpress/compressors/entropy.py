@@ -135,8 +135,8 @@ class EntropyCompressor(ModelCompressor):
         unit = checks.choice(unit, get_args(Unit), "unit")
         relevance = checks.number(relevance, "relevance")
         force_tokens = checks.strings(force_tokens, "force_tokens")
-        # At least 1: the documents kept hold the budget.
-        coarse_factor = checks.number(coarse_factor, "coarse_factor", at_least=1)
+        if coarse:  # at least 1: the documents kept hold the budget (unused, None, otherwise)
+            coarse_factor = checks.number(coarse_factor, "coarse_factor", at_least=1)
         window = checks.integer(window, "window", at_least=2)
         overlap = checks.integer(overlap, "overlap", at_least=0)
         if not 0 <= overlap < window // 2:

@@ -164,16 +164,14 @@ class IBFilterCompressor(ModelCompressor):
         beta = checks.number(beta, "beta", above=0)
         floor = checks.number(floor, "floor")
         coarse_weight = checks.number(coarse_weight, "coarse_weight")
-        if gain not in GAINS:
-            raise ValueError(f"gain must be one of {', '.join(GAINS)}, got {gain!r}")
-        if cost not in COSTS:
-            raise ValueError(f"cost must be one of {', '.join(COSTS)}, got {cost!r}")
+        checks.choice(gain, GAINS, "gain")
+        checks.choice(cost, COSTS, "cost")
         share = checks.number(share, "share")
         if not share <= 1:
             raise ValueError(f"share must be <= 1 (a share of the best benefit), got {share}")
         super().__init__(**options)
-        self.beta, self.coarse, self.coarse_weight = float(beta), coarse, coarse_weight
-        self.gain, self.cost, self.share, self.floor = gain, cost, float(share), float(floor)
+        self.beta, self.coarse, self.coarse_weight = beta, coarse, coarse_weight
+        self.gain, self.cost, self.share, self.floor = gain, cost, share, floor
         encode = self.runner.tokenizer.encode
         # A document-start token, so the first token of every unit gets a score too.
         self._start = [self.runner.tokenizer.convert_tokens_to_ids("<|endoftext|>")]

@@ -129,10 +129,10 @@ class Pipeline(Compressor):
             return None
         if later == 0:
             return max(0, budget - reserve)
-        allowance = float(budget)
-        for _ in range(later):  # capped each time: headroom**later may overflow a float
-            allowance = min(allowance * self.headroom, _NO_LIMIT)
-        return math.ceil(allowance)
+        try:
+            return min(math.ceil(budget * self.headroom**later), _NO_LIMIT)
+        except OverflowError:  # a huge headroom: the stage keeps everything
+            return _NO_LIMIT
 
     def _framing(self, request: CompressionRequest) -> int:
         """Tokens the lossless last stage may add to what the lossy ones kept (see

@@ -13,7 +13,13 @@ from typing import Any
 
 from ragpress import defaults
 from ragpress.base import Compressor
-from ragpress.registry import PIPELINE_SEPARATOR, accepted_options, get_compressor
+from ragpress.registry import (
+    PIPELINE_SEPARATOR,
+    accepted_options,
+    available,
+    factory,
+    get_compressor,
+)
 from ragpress.types import CompressionRequest, CompressionResult
 
 #: The one metadata key every compressed document or node gains (see :func:`figures`).
@@ -55,8 +61,10 @@ def instance_options(compressor: Compressor) -> dict[str, Any]:
     """The options that rebuild ``compressor`` by its name: those of its settings that are
     constructor options (see ``test_settings_rebuild_the_compressor``), but the target
     tokenizer, which may be an object. A pipeline gives none (its settings hold its stages')."""
-    if PIPELINE_SEPARATOR in compressor.name:
-        return {}
+    if PIPELINE_SEPARATOR in compressor.name or compressor.name not in available():
+        return {}  # a pipeline, or an unregistered compressor (RemoteCompressor, a user's own)
+    if type(compressor) is not factory(compressor.name):
+        return {}  # a subclass: its name rebuilds the parent
     accepted = accepted_options(compressor.name) - {"target_tokenizer"}
     return {key: value for key, value in compressor.settings.items() if key in accepted}
 
