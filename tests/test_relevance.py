@@ -189,8 +189,10 @@ def test_needs_a_query_and_checks_its_options(relevance):
         relevance.compress(_sample_documents(), None, rate=0.5)
     with pytest.raises(ValueError, match="threshold"):
         ragpress.get_compressor("relevance", threshold=1.5)
-    for bad in (-1, True, 2.0):
-        with pytest.raises(ValueError, match="reread_sentences"):
+    with pytest.raises(ValueError, match="reread_sentences"):
+        ragpress.get_compressor("relevance", reread_sentences=-1)
+    for bad in (True, 2.0):  # not an int: the wrong type
+        with pytest.raises(TypeError, match="reread_sentences"):
             ragpress.get_compressor("relevance", reread_sentences=bad)
     assert ragpress.get_compressor("provence").name == "relevance"
 
