@@ -19,7 +19,12 @@ import typer
 
 from ragpress import QUERY_METHOD, available, default_method, get_compressor
 from ragpress.base import MissingQueryError
-from ragpress.registry import check_query_first
+from ragpress.registry import (
+    PIPELINE_SEPARATOR,
+    accepted_options,
+    check_query_first,
+    factory,
+)
 from ragpress.types import CompressionRequest
 
 app = typer.Typer(
@@ -230,8 +235,6 @@ def _check_html_path(path: Path) -> None:
 def _check_options(name: str, options: dict[str, Any]) -> None:
     """Refuse ``--option`` keys that method ``name`` does not take, naming those it does (its
     constructor's keywords). A pipeline names the options none of its stages takes itself."""
-    from ragpress.registry import PIPELINE_SEPARATOR, accepted_options, factory
-
     if PIPELINE_SEPARATOR in name:
         return
     accepted = accepted_options(name)
