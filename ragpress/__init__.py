@@ -14,6 +14,7 @@ from ragpress._runtime_check import ensure_single_onnxruntime
 from ragpress.base import Compressor, MissingQueryError
 from ragpress.defaults import DEFAULT_METHOD, QUERY_METHOD, default_method
 from ragpress.registry import (
+    UnknownOptionError,
     available,
     check_query_first,
     get_compressor,
@@ -34,6 +35,7 @@ __all__ = [
     "ScoredSpan",
     "Span",
     "StageReport",
+    "UnknownOptionError",
     "available",
     "compress",
     "default_method",

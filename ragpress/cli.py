@@ -20,10 +20,8 @@ import typer
 from ragpress import QUERY_METHOD, available, default_method, get_compressor
 from ragpress.base import MissingQueryError
 from ragpress.registry import (
-    PIPELINE_SEPARATOR,
-    accepted_options,
+    check_options,
     check_query_first,
-    factory,
 )
 from ragpress.types import CompressionRequest
 
@@ -169,7 +167,7 @@ def compress(
         if html is not None:
             _check_html_path(html)  # before the work, not after it
         options = parse_options(option or [])
-        _check_options(name, options)
+        check_options(name, options)
         request = CompressionRequest.create(context, query, rate=rate, target_tokens=target_tokens)
         check_query_first(name, request)  # before a model is built
         compressor = get_compressor(name, **options)
@@ -230,21 +228,6 @@ def _check_html_path(path: Path) -> None:
         )
     if not parent:
         raise FileNotFoundError(f"--html {path}: there is no folder {path.parent}")
-
-
-def _check_options(name: str, options: dict[str, Any]) -> None:
-    """Refuse ``--option`` keys that method ``name`` does not take, naming those it does (its
-    constructor's keywords). A pipeline names the options none of its stages takes itself."""
-    if PIPELINE_SEPARATOR in name:
-        return
-    accepted = accepted_options(name)
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        listed = ", ".join(repr(key) for key in unknown)
-        raise ValueError(
-            f"{factory(name).name} has no option{'s' if len(unknown) > 1 else ''} {listed} "
-            f"(its options: {', '.join(sorted(accepted)) or 'none'})"
-        )
 
 
 def _in_cli_terms(error: Exception) -> Exception:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ragpress.base import Compressor
@@ -26,6 +26,12 @@ _FACTORIES: dict[str, type[Compressor]] = {}
 _ALIASES: dict[str, str] = {}
 _FAILED: dict[str, str] = {}  # built-in module -> why it could not be imported
 _loaded = False
+
+
+class UnknownOptionError(TypeError, ValueError):
+    """A keyword that no constructor it would reach takes. A TypeError, as Python's own for an
+    unexpected keyword, and a ValueError, as every other bad option here (numpy's ``AxisError``
+    is both in the same way)."""
 
 
 def register(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[C], C]:
@@ -107,6 +113,54 @@ def accepted_options(name: str) -> set[str]:
     return accepted
 
 
+def check_options(name: str, options: Mapping[str, Any]) -> None:
+    """Refuse keywords that method ``name`` does not take, naming those it does, before anything
+    is built (a model may take a minute to export on first use). For a pipeline ``"a+b"`` see
+    :func:`check_stage_options`."""
+    if PIPELINE_SEPARATOR in name:
+        own = accepted_options("pipeline")
+        shared = {key: value for key, value in options.items() if key not in own}
+        check_stage_options(name.split(PIPELINE_SEPARATOR), shared, options.get("stage_options"))
+        return
+    accepted = accepted_options(name)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        listed = ", ".join(repr(key) for key in unknown)
+        raise UnknownOptionError(
+            f"{factory(name).name} has no option{'s' if len(unknown) > 1 else ''} {listed} "
+            f"(its options: {', '.join(sorted(accepted)) or 'none'})"
+        )
+
+
+def check_stage_options(
+    stages: Sequence[object],
+    shared: Mapping[str, Any],
+    stage_options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> None:
+    """A pipeline's options, checked before any stage is built: every stage name is known and
+    not a pipeline, ``stage_options`` names stages and gives each only keywords it takes, and
+    every shared option is taken by some named stage (stages given as instances take none)."""
+    names = [stage.strip() for stage in stages if isinstance(stage, str)]
+    for name in names:
+        if factory(name).name == "pipeline":
+            raise ValueError(f"{name!r} is not a stage: name the stages, joined by '+'")
+    stage_options = stage_options or {}
+    if not isinstance(stage_options, Mapping):
+        raise TypeError(f"stage_options must map stage names to options, got {stage_options!r}")
+    unknown = set(stage_options) - set(names)
+    if unknown:
+        raise ValueError(f"stage_options for {sorted(unknown)}, which are not stages: {names}")
+    for name, options in stage_options.items():
+        check_options(name, options)
+    taken = set().union(*(accepted_options(name) for name in names))
+    unused = set(shared) - taken
+    if unused:
+        raise UnknownOptionError(
+            f"options {sorted(unused)} are taken by no stage of {names} "
+            f"(their options: {', '.join(sorted(taken)) or 'none'})"
+        )
+
+
 def check_query_first(name: str, request: CompressionRequest) -> None:
     """The missing-query error of method ``name``, or of a stage of the pipeline ``"a+b"``
     that needs a query, raised before anything is built (a model may take a minute to export
@@ -126,4 +180,5 @@ def get_compressor(name: str, **options: Any) -> Compressor:
     """
     if isinstance(name, str) and PIPELINE_SEPARATOR in name:
         return factory("pipeline")(name.split(PIPELINE_SEPARATOR), **options)  # type: ignore[call-arg]
+    check_options(name, options)
     return factory(name)(**options)

@@ -90,6 +90,39 @@ def test_bad_pipelines_raise_clear_errors(stages, options, match):
         ragpress.get_compressor(stages, **options)
 
 
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"stage_options": {"random": {"zz": 1}}}, r"random has no option 'zz' \(its options: "),
+        ({"zz": 1}, r"options \['zz'\] are taken by no stage"),
+        ({"stage_options": {"no-such": {}}}, "not stages"),
+    ],
+)
+def test_bad_options_fail_before_any_stage_is_built(monkeypatch, options, match):
+    """A bad option of the last stage is found before the first stage's model would load."""
+    import ragpress.compressors.pipeline as module
+
+    built: list[str] = []
+
+    def recording(name, **kwargs):
+        built.append(name)
+        return ragpress.get_compressor(name, **kwargs)
+
+    monkeypatch.setattr(module, "get_compressor", recording)
+    with pytest.raises((TypeError, ValueError), match=match):
+        Pipeline(["first-k", "random"], **options)
+    assert built == []
+
+
+def test_an_unknown_option_is_a_type_error_and_a_value_error_naming_the_options():
+    with pytest.raises(ragpress.UnknownOptionError) as caught:
+        ragpress.get_compressor("random", seed=1, zz=2)
+    assert isinstance(caught.value, TypeError) and isinstance(caught.value, ValueError)
+    assert str(caught.value) == "random has no option 'zz' (its options: seed, target_tokenizer)"
+    with pytest.raises(ValueError, match="not a stage"):
+        ragpress.get_compressor("first-k+pipeline")
+
+
 def test_a_pipeline_has_two_stages_one_lossy():
     with pytest.raises(ValueError, match="two stages"):
         Pipeline(["random"])

@@ -26,7 +26,7 @@ from ragpress.base import Compressor
 from ragpress.registry import (
     PIPELINE_SEPARATOR,
     accepted_options,
-    factory,
+    check_stage_options,
     get_compressor,
     register,
 )
@@ -171,29 +171,22 @@ def _build_stages(
     stage_options: Mapping[str, Mapping[str, Any]],
     shared: Mapping[str, Any],
 ) -> list[Compressor]:
-    names = [stage.strip() for stage in stages if isinstance(stage, str)]
-    unknown = set(stage_options) - set(names)
-    if unknown:
-        raise ValueError(f"stage_options for {sorted(unknown)}, which are not stages: {names}")
-    unused = set(shared)
+    """The stages, built in order once every name and option is checked (so a bad last stage
+    fails before the first one's model loads)."""
+    for stage in stages:
+        if not isinstance(stage, str | Compressor):
+            raise TypeError(f"a stage is a name or a Compressor, got {type(stage).__name__}")
+    check_stage_options(stages, shared, stage_options)
     built = []
     for stage in stages:
         if isinstance(stage, Compressor):
             built.append(stage)
             continue
-        if not isinstance(stage, str):
-            raise TypeError(f"a stage is a name or a Compressor, got {type(stage).__name__}")
         name = stage.strip()
-        if factory(name) is Pipeline:
-            raise ValueError(f"{stage!r} is not a stage: name the stages, joined by '+'")
         options = {"target_tokenizer": tokenizer, **stage_options.get(name, {})}
-        accepted = accepted_options(name)
-        for key in set(shared) & accepted:
+        for key in set(shared) & accepted_options(name):
             options.setdefault(key, shared[key])
-        unused -= accepted
         built.append(get_compressor(name, **options))
-    if unused:
-        raise ValueError(f"options {sorted(unused)} are taken by no stage of {names}")
     return built
 
 
