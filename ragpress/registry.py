@@ -26,6 +26,7 @@ _FACTORIES: dict[str, type[Compressor]] = {}
 _ALIASES: dict[str, str] = {}
 _FAILED: dict[str, str] = {}  # built-in module -> why it could not be imported
 _loaded = False
+_BY_KEYWORD = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
 class UnknownOptionError(TypeError, ValueError):
@@ -107,7 +108,7 @@ def accepted_options(name: str) -> set[str]:
         if init is None:
             continue
         parameters = inspect.signature(init).parameters.values()
-        accepted |= {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+        accepted |= {p.name for p in parameters if p.kind in _BY_KEYWORD and p.name != "self"}
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
             break
     return accepted

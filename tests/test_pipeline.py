@@ -121,6 +121,8 @@ def test_an_unknown_option_is_a_type_error_and_a_value_error_naming_the_options(
     assert str(caught.value) == "random has no option 'zz' (its options: seed, target_tokenizer)"
     with pytest.raises(ValueError, match="not a stage"):
         ragpress.get_compressor("first-k+pipeline")
+    by_keyword = ragpress.get_compressor("pipeline", stages=["first-k", "random"])
+    assert by_keyword.name == "first-k+random"  # a positional-or-keyword parameter is an option
 
 
 def test_a_pipeline_has_two_stages_one_lossy():
