@@ -18,12 +18,12 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from ragpress import QUERY_METHOD, available, default_method, get_compressor
-from ragpress.base import MissingQueryError
+from ragpress.base import Compressor, MissingQueryError
 from ragpress.registry import (
     check_options,
     check_query_first,
 )
-from ragpress.types import CompressionRequest
+from ragpress.types import CompressionRequest, CompressionResult
 
 app = typer.Typer(
     help="Compress the context a RAG pipeline sends to an LLM.",
@@ -156,31 +156,9 @@ def compress(
     ] = None,
 ) -> None:
     """Compress a context and print it, then a one-line summary on stderr."""
-    text = _read_input(source)
-    context = _documents(text, split)
+    context = _documents(_read_input(source), split)
     name = method or default_method(query)
-    from ragpress.onnx.sources import ModelNotFoundError
-
-    errors: tuple[type[Exception], ...] = (*_model_errors(), ModelNotFoundError)
-
-    try:
-        if html is not None:
-            _check_html_path(html)  # before the work, not after it
-        options = parse_options(option or [])
-        check_options(name, options)
-        request = CompressionRequest.create(context, query, rate=rate, target_tokens=target_tokens)
-        check_query_first(name, request)  # before a model is built
-        compressor = get_compressor(name, **options)
-        if (rate is not None or target_tokens is not None) and hasattr(compressor, "decompress"):
-            raise ValueError(
-                f"{compressor.name} is lossless: it keeps every token, so --rate and "
-                "--target-tokens do not apply; drop them, or put a lossy method first "
-                f"(e.g. --method entropy+{compressor.name})"
-            )
-        with _progress(len(text)):
-            result = compressor.compress(context, query, rate=rate, target_tokens=target_tokens)
-    except errors as error:
-        _fail(_in_cli_terms(error))
+    compressor, result = _run(name, context, query, rate, target_tokens, option or [], html)
     documents = context if isinstance(context, list) else [context]
     if html is not None:
         from ragpress.view import html_view
@@ -203,17 +181,57 @@ def compress(
             terminal_view(documents, result, compressor.tokenizer, query)
         )
     else:
-        sys.stdout.write(result.text)
-        # On a terminal the result's line ends on stdout, so the prompt never joins it (even
-        # with stderr elsewhere). Into a pipe or file the bytes stay exactly the result:
-        # `ragpress decompress` must restore the original byte for byte.
-        ended = sys.stdout.isatty() and not result.text.endswith("\n")
-        if ended:
-            sys.stdout.write("\n")
-        sys.stdout.flush()
-        if not ended:
-            typer.echo("", err=True)
-        typer.echo(result.summary(), err=True)
+        _write_text(result)
+
+
+def _run(
+    name: str,
+    context: str | list[str],
+    query: str | None,
+    rate: float | None,
+    target_tokens: int | None,
+    option: list[str],
+    html: Path | None,
+) -> tuple[Compressor, CompressionResult]:
+    """The compressor and its result; every input is checked before a model is built, and a
+    user's error ends the command with ``error: ...`` (exit 2), not a traceback."""
+    from ragpress.onnx.sources import ModelNotFoundError
+
+    errors: tuple[type[Exception], ...] = (*_model_errors(), ModelNotFoundError)
+    try:
+        if html is not None:
+            _check_html_path(html)  # before the work, not after it
+        options = parse_options(option)
+        check_options(name, options)
+        request = CompressionRequest.create(context, query, rate=rate, target_tokens=target_tokens)
+        check_query_first(name, request)  # before a model is built
+        compressor = get_compressor(name, **options)
+        if (rate is not None or target_tokens is not None) and hasattr(compressor, "decompress"):
+            raise ValueError(
+                f"{compressor.name} is lossless: it keeps every token, so --rate and "
+                "--target-tokens do not apply; drop them, or put a lossy method first "
+                f"(e.g. --method entropy+{compressor.name})"
+            )
+        with _progress(sum(map(len, request.documents))):
+            result = compressor.compress(context, query, rate=rate, target_tokens=target_tokens)
+    except errors as error:
+        _fail(_in_cli_terms(error))
+    return compressor, result
+
+
+def _write_text(result: CompressionResult) -> None:
+    """The compressed text on stdout, the summary on stderr."""
+    sys.stdout.write(result.text)
+    # On a terminal the result's line ends on stdout, so the prompt never joins it (even
+    # with stderr elsewhere). Into a pipe or file the bytes stay exactly the result:
+    # `ragpress decompress` must restore the original byte for byte.
+    ended = sys.stdout.isatty() and not result.text.endswith("\n")
+    if ended:
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+    if not ended:
+        typer.echo("", err=True)
+    typer.echo(result.summary(), err=True)
 
 
 def _check_html_path(path: Path) -> None:
