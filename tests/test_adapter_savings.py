@@ -184,3 +184,15 @@ def test_a_postprocessor_built_from_an_instance_keeps_its_options_through_to_dic
     rebuilt = RagpressPostprocessor.from_dict(RagpressPostprocessor(instance, rate=0.5).to_dict())
     assert rebuilt.compressor.settings == instance.settings  # seed 7 came back as 0 before
     assert rebuilt.method_options == {"seed": 7}
+
+
+def test_a_postprocessor_over_a_pipeline_instance_keeps_its_stages_options_through_to_dict():
+    from ragpress.compressors.pipeline import Pipeline
+
+    instance = Pipeline([get_compressor("first-k"), get_compressor("random", seed=7)], headroom=1.5)
+    processor = RagpressPostprocessor(instance, rate=0.25)
+    rebuilt = RagpressPostprocessor.from_dict(processor.to_dict())
+    assert rebuilt.method == "first-k+random"
+    assert rebuilt.method_options["headroom"] == 1.5
+    assert rebuilt.method_options["stage_options"]["random"] == {"seed": 7}
+    assert rebuilt.compressor.settings == instance.settings  # seed 0 and headroom 2 before

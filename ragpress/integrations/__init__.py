@@ -14,7 +14,6 @@ from typing import Any
 from ragpress import defaults
 from ragpress.base import Compressor
 from ragpress.registry import (
-    PIPELINE_SEPARATOR,
     accepted_options,
     available,
     factory,
@@ -60,13 +59,31 @@ def resolve_compressor(method: str | Compressor | None, options: Mapping[str, An
 def instance_options(compressor: Compressor) -> dict[str, Any]:
     """The options that rebuild ``compressor`` by its name: those of its settings that are
     constructor options (see ``test_settings_rebuild_the_compressor``), but the target
-    tokenizer, which may be an object. A pipeline gives none (its settings hold its stages')."""
-    if PIPELINE_SEPARATOR in compressor.name or compressor.name not in available():
-        return {}  # a pipeline, or an unregistered compressor (RemoteCompressor, a user's own)
+    tokenizer, which may be an object. A pipeline gives its headroom and, per stage, the stage's
+    own (as ``stage_options``)."""
+    if type(compressor) is factory("pipeline"):
+        return _pipeline_options(compressor)
+    if compressor.name not in available():
+        return {}  # an unregistered compressor (RemoteCompressor, a user's own)
     if type(compressor) is not factory(compressor.name):
         return {}  # a subclass: its name rebuilds the parent
     accepted = accepted_options(compressor.name) - {"target_tokenizer"}
     return {key: value for key, value in compressor.settings.items() if key in accepted}
+
+
+def _pipeline_options(pipeline: Any) -> dict[str, Any]:
+    """A pipeline's headroom and its stages' options by stage name (a name given twice cannot
+    tell its stages apart there: both are rebuilt with the defaults)."""
+    names = [stage.name for stage in pipeline.stages]
+    stage_options = {
+        stage.name: options
+        for stage in pipeline.stages
+        if names.count(stage.name) == 1 and (options := instance_options(stage))
+    }
+    rebuilt: dict[str, Any] = {"headroom": pipeline.headroom}
+    if stage_options:
+        rebuilt["stage_options"] = stage_options
+    return rebuilt
 
 
 def needs_query(compressor: Compressor) -> bool:
