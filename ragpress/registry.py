@@ -152,6 +152,8 @@ def check_stage_options(
     if unknown:
         raise ValueError(f"stage_options for {sorted(unknown)}, which are not stages: {names}")
     for name, options in stage_options.items():
+        if not isinstance(options, Mapping):
+            raise TypeError(f"stage_options[{name!r}] must map option names to values")
         check_options(name, options)
     taken = set().union(*(accepted_options(name) for name in names))
     unused = set(shared) - taken

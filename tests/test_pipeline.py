@@ -96,6 +96,7 @@ def test_bad_pipelines_raise_clear_errors(stages, options, match):
         ({"stage_options": {"random": {"zz": 1}}}, r"random has no option 'zz' \(its options: "),
         ({"zz": 1}, r"options \['zz'\] are taken by no stage"),
         ({"stage_options": {"no-such": {}}}, "not stages"),
+        ({"stage_options": {"random": 5}}, r"stage_options\['random'\] must map"),
     ],
 )
 def test_bad_options_fail_before_any_stage_is_built(monkeypatch, options, match):
