@@ -116,36 +116,61 @@ def accepted_options(name: str) -> set[str]:
 
 def check_options(name: str, options: Mapping[str, Any]) -> None:
     """Refuse keywords that method ``name`` does not take, naming those it does, before anything
-    is built (a model may take a minute to export on first use). For a pipeline ``"a+b"`` see
-    :func:`check_stage_options`."""
-    if PIPELINE_SEPARATOR in name:
-        own = accepted_options("pipeline")
-        shared = {key: value for key, value in options.items() if key not in own}
-        check_stage_options(name.split(PIPELINE_SEPARATOR), shared, options.get("stage_options"))
+    is built (a model may take a minute to export on first use). A pipeline (``"a+b"``, or
+    ``"pipeline"`` with ``stages=``) checks its stages' names and options, see
+    ``Pipeline.check_stages``. A class of your own whose ``__init__`` takes ``**kwargs`` is not
+    checked here: what it does with them cannot be read from its signature."""
+    if isinstance(name, str) and PIPELINE_SEPARATOR in name:
+        factory("pipeline").check_stages(name.split(PIPELINE_SEPARATOR), options)  # type: ignore[attr-defined]
+        return
+    cls = factory(name)
+    if cls.name == "pipeline":
+        given = {key: value for key, value in options.items() if key != "stages"}
+        cls.check_stages(options.get("stages"), given)  # type: ignore[attr-defined]
+        return
+    if _takes_unread_keywords(cls):
         return
     accepted = accepted_options(name)
     unknown = sorted(set(options) - accepted)
     if unknown:
         listed = ", ".join(repr(key) for key in unknown)
         raise UnknownOptionError(
-            f"{factory(name).name} has no option{'s' if len(unknown) > 1 else ''} {listed} "
+            f"{cls.name} has no option{'s' if len(unknown) > 1 else ''} {listed} "
             f"(its options: {', '.join(sorted(accepted)) or 'none'})"
         )
+
+
+def _takes_unread_keywords(cls: type[Compressor]) -> bool:
+    """True when an ``__init__`` outside ragpress takes ``**kwargs`` (ragpress's own hand them
+    on to their base class, which ``accepted_options`` reads)."""
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        parameters = inspect.signature(init).parameters.values()
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            return False
+        if not klass.__module__.startswith("ragpress."):
+            return True
+    return False
 
 
 def check_stage_options(
     stages: Sequence[object],
     shared: Mapping[str, Any],
-    stage_options: Mapping[str, Mapping[str, Any]] | None = None,
+    stage_options: Mapping[str, Mapping[str, Any]] | None,
+    own: Sequence[str] = (),
 ) -> None:
     """A pipeline's options, checked before any stage is built: every stage name is known and
     not a pipeline, ``stage_options`` names stages and gives each only keywords it takes, and
-    every shared option is taken by some named stage (stages given as instances take none)."""
+    every shared option is taken by some named stage (stages given as instances take none);
+    ``own`` are the pipeline's own options, named in the error."""
     names = [stage.strip() for stage in stages if isinstance(stage, str)]
     for name in names:
         if factory(name).name == "pipeline":
             raise ValueError(f"{name!r} is not a stage: name the stages, joined by '+'")
-    stage_options = stage_options or {}
+    if stage_options is None:
+        stage_options = {}
     if not isinstance(stage_options, Mapping):
         raise TypeError(f"stage_options must map stage names to options, got {stage_options!r}")
     unknown = set(stage_options) - set(names)
@@ -158,9 +183,12 @@ def check_stage_options(
     taken = set().union(*(accepted_options(name) for name in names))
     unused = set(shared) - taken
     if unused:
+        every = [
+            stage if isinstance(stage, str) else getattr(stage, "name", "?") for stage in stages
+        ]
         raise UnknownOptionError(
-            f"options {sorted(unused)} are taken by no stage of {names} "
-            f"(their options: {', '.join(sorted(taken)) or 'none'})"
+            f"options {sorted(unused)} are taken by no stage of {every} (the named stages' "
+            f"options: {', '.join(sorted(taken)) or 'none'}; the pipeline's: {', '.join(own)})"
         )
 
 
@@ -181,7 +209,7 @@ def get_compressor(name: str, **options: Any) -> Compressor:
 
     ``"a+b"`` names a pipeline of stages ``a`` then ``b`` (see ragpress.compressors.pipeline).
     """
+    check_options(name, options)
     if isinstance(name, str) and PIPELINE_SEPARATOR in name:
         return factory("pipeline")(name.split(PIPELINE_SEPARATOR), **options)  # type: ignore[call-arg]
-    check_options(name, options)
     return factory(name)(**options)

@@ -196,3 +196,14 @@ def test_a_postprocessor_over_a_pipeline_instance_keeps_its_stages_options_throu
     assert rebuilt.method_options["headroom"] == 1.5
     assert rebuilt.method_options["stage_options"]["random"] == {"seed": 7}
     assert rebuilt.compressor.settings == instance.settings  # seed 0 and headroom 2 before
+
+
+def test_a_pipeline_given_as_a_stage_comes_back_with_its_defaults_through_to_dict():
+    from ragpress.compressors.pipeline import Pipeline
+
+    inner = Pipeline(["first-k", "random"], headroom=3)
+    outer = Pipeline([inner, get_compressor("metatoken")], headroom=1.5)
+    rebuilt = RagpressPostprocessor.from_dict(RagpressPostprocessor(outer).to_dict())
+    assert rebuilt.method == "first-k+random+metatoken"  # from_dict raised before
+    assert rebuilt.method_options["headroom"] == 1.5
+    assert set(rebuilt.method_options["stage_options"]) == {"metatoken"}

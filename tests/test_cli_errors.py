@@ -88,7 +88,9 @@ def test_a_pipeline_option_no_stage_takes_is_refused_with_their_options():
     run = run_cli("compress", "-", "-m", "first-k+random", "-o", "zz=1", stdin="x y z")
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert "options ['zz'] are taken by no stage of ['first-k', 'random']" in run.stderr
-    assert "(their options: seed, target_tokenizer)" in run.stderr, run.stderr
+    assert "(the named stages' options: seed, target_tokenizer; the pipeline's: headroom, " in (
+        run.stderr
+    ), run.stderr
 
 
 def test_a_missing_query_names_the_query_option():

@@ -122,8 +122,47 @@ def test_an_unknown_option_is_a_type_error_and_a_value_error_naming_the_options(
     assert str(caught.value) == "random has no option 'zz' (its options: seed, target_tokenizer)"
     with pytest.raises(ValueError, match="not a stage"):
         ragpress.get_compressor("first-k+pipeline")
-    by_keyword = ragpress.get_compressor("pipeline", stages=["first-k", "random"])
-    assert by_keyword.name == "first-k+random"  # a positional-or-keyword parameter is an option
+    by_keyword = ragpress.get_compressor("pipeline", stages=["first-k", "random"], seed=3)
+    assert by_keyword.name == "first-k+random"  # stages= by keyword, with a shared option
+    assert by_keyword.stages[1].settings["seed"] == 3
+    with pytest.raises(ragpress.UnknownOptionError, match="taken by no stage"):
+        ragpress.get_compressor("pipeline", stages=["first-k", "random"], zz=3)
+    with pytest.raises(ValueError, match="taken by no stage"):
+        ragpress.get_compressor("first-k+random", stages=["first-k"])
+    with pytest.raises(TypeError, match="method name must be a str"):
+        ragpress.get_compressor(None)  # type: ignore[arg-type]
+
+
+def test_the_order_of_stages_is_checked_before_any_is_built(monkeypatch):
+    import ragpress.compressors.pipeline as module
+
+    built: list[str] = []
+    monkeypatch.setattr(module, "get_compressor", lambda name, **kw: built.append(name))
+    for stages in (["metatoken", "first-k"], ["first-k", "metatoken", "random"]):
+        with pytest.raises(ValueError, match="only come last"):
+            Pipeline(stages)
+    assert built == []
+
+
+def test_a_registered_class_of_your_own_taking_kwargs_keeps_its_options():
+    from ragpress.base import Compressor
+    from ragpress.registry import _FACTORIES, register
+
+    class Mine(Compressor):
+        def __init__(self, **options):
+            self.level = options.pop("level", 1)
+            super().__init__(**options)
+
+        def _compress(self, request):
+            raise NotImplementedError
+
+    try:
+        register("test-mine")(Mine)
+        assert ragpress.get_compressor("test-mine", level=3).level == 3
+        pipeline = Pipeline(["test-mine", "first-k"], stage_options={"test-mine": {"level": 4}})
+        assert pipeline.stages[0].level == 4
+    finally:
+        _FACTORIES.pop("test-mine", None)
 
 
 def test_a_pipeline_has_two_stages_one_lossy():

@@ -553,3 +553,20 @@ def _batches(service: CompressionService, method: str) -> tuple[float, float]:
     requests = registry.get_sample_value("ragpress_batch_size_sum", labels)
     assert calls is not None and requests is not None, f"no batches of {method} recorded"
     return calls, requests
+
+
+def test_load_checks_every_methods_options_before_it_builds_one(monkeypatch):
+    import ragpress.serve.service as module
+
+    built: list[str] = []
+
+    def recording(name, **options):
+        built.append(name)
+        return ragpress.get_compressor(name, **options)
+
+    monkeypatch.setattr(module, "get_compressor", recording)
+    config = ServeConfig(methods=("first-k", "random"), options={"random": {"zz": 1}})
+    service = CompressionService(config)
+    with pytest.raises(ragpress.UnknownOptionError, match="random has no option 'zz'"):
+        service.load()
+    assert built == [] and not service.ready and service.load_error is not None

@@ -27,6 +27,7 @@ from ragpress.registry import (
     PIPELINE_SEPARATOR,
     accepted_options,
     check_stage_options,
+    factory,
     get_compressor,
     register,
 )
@@ -57,18 +58,13 @@ class Pipeline(Compressor):
     ) -> None:
         """``stage_options`` maps a stage name to its constructor keywords; ``shared_options``
         (e.g. ``variant="int8"``, ``backend="torch"``) go to every named stage that takes them."""
+        stages = self.check_stages(
+            stages, {"headroom": headroom, "stage_options": stage_options, **shared_options}
+        )
         super().__init__(target_tokenizer=target_tokenizer)
-        if isinstance(stages, str):
-            stages = stages.split(PIPELINE_SEPARATOR)
-        if len(stages) < 2:
-            raise ValueError("a pipeline needs at least two stages, e.g. 'probe+entropy'")
         self.headroom = checks.number(headroom, "headroom", at_least=1.0)
         self.stages = _build_stages(stages, self.tokenizer, stage_options or {}, shared_options)
         lossless = [_is_lossless(stage) for stage in self.stages]
-        if all(lossless):
-            raise ValueError("a pipeline needs at least one lossy stage")
-        if any(lossless[:-1]):
-            raise ValueError("a lossless stage (metatoken) may only come last")
         #: Per stage, how many lossy stages follow it (None for the lossless one).
         self._later_lossy = [
             None if lossless[i] else lossless[i + 1 :].count(False) for i in range(len(lossless))
@@ -78,6 +74,33 @@ class Pipeline(Compressor):
         # Without a budget, the overall one comes from the last lossy stage's default.
         self.default_rate = lossy[-1].default_rate
         self.name = PIPELINE_SEPARATOR.join(stage.name for stage in self.stages)
+
+    @staticmethod
+    def check_stages(stages: Any, options: Mapping[str, Any]) -> list[str | Compressor]:
+        """``stages`` as a list, once it and ``options`` (the pipeline's own and those shared by
+        its stages) are checked: names, options and the order of lossy and lossless stages, all
+        before any stage is built (a model may take a minute to export on first use)."""
+        if isinstance(stages, str):
+            stages = stages.split(PIPELINE_SEPARATOR)
+        if not isinstance(stages, Sequence):
+            raise TypeError(f"stages must be a list of names or Compressors, got {stages!r}")
+        stages = list(stages)
+        if len(stages) < 2:
+            raise ValueError("a pipeline needs at least two stages, e.g. 'probe+entropy'")
+        for stage in stages:
+            if not isinstance(stage, str | Compressor):
+                raise TypeError(f"a stage is a name or a Compressor, got {type(stage).__name__}")
+        checks.number(options.get("headroom", 2.0), "headroom", at_least=1.0)
+        own = sorted(accepted_options("pipeline") - {"stages"})
+        shared = {key: value for key, value in options.items() if key not in own}
+        check_stage_options(stages, shared, options.get("stage_options"), own)
+        kinds = [factory(stage.strip()) if isinstance(stage, str) else stage for stage in stages]
+        lossless = [_is_lossless(kind) for kind in kinds]
+        if all(lossless):
+            raise ValueError("a pipeline needs at least one lossy stage")
+        if any(lossless[:-1]):
+            raise ValueError("a lossless stage (metatoken) may only come last")
+        return stages
 
     @property
     def question_aware(self) -> bool:
@@ -171,12 +194,7 @@ def _build_stages(
     stage_options: Mapping[str, Mapping[str, Any]],
     shared: Mapping[str, Any],
 ) -> list[Compressor]:
-    """The stages, built in order once every name and option is checked (so a bad last stage
-    fails before the first one's model loads)."""
-    for stage in stages:
-        if not isinstance(stage, str | Compressor):
-            raise TypeError(f"a stage is a name or a Compressor, got {type(stage).__name__}")
-    check_stage_options(stages, shared, stage_options)
+    """The stages, built in order (``Pipeline.check_stages`` has checked them)."""
     built = []
     for stage in stages:
         if isinstance(stage, Compressor):
@@ -190,7 +208,7 @@ def _build_stages(
     return built
 
 
-def _is_lossless(stage: Compressor) -> bool:
+def _is_lossless(stage: Compressor | type[Compressor]) -> bool:
     return callable(getattr(stage, "decompress", None))
 
 

@@ -72,13 +72,16 @@ def instance_options(compressor: Compressor) -> dict[str, Any]:
 
 
 def _pipeline_options(pipeline: Any) -> dict[str, Any]:
-    """A pipeline's headroom and its stages' options by stage name (a name given twice cannot
-    tell its stages apart there: both are rebuilt with the defaults)."""
+    """A pipeline's headroom and its stages' options by stage name. A name given twice cannot
+    tell its stages apart there, and a pipeline given as a stage is rebuilt as its stages
+    inline: those come back with their defaults."""
     names = [stage.name for stage in pipeline.stages]
     stage_options = {
         stage.name: options
         for stage in pipeline.stages
-        if names.count(stage.name) == 1 and (options := instance_options(stage))
+        if names.count(stage.name) == 1
+        and type(stage) is not type(pipeline)
+        and (options := instance_options(stage))
     }
     rebuilt: dict[str, Any] = {"headroom": pipeline.headroom}
     if stage_options:

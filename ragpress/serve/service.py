@@ -16,7 +16,7 @@ from typing import Any
 
 from ragpress.base import Compressor, _as_request
 from ragpress.defaults import QUERY_METHOD
-from ragpress.registry import get_compressor
+from ragpress.registry import check_options, get_compressor
 from ragpress.serve.batching import Batcher, Outcome, QueueFull
 from ragpress.serve.metrics import Metrics
 from ragpress.serve.wire import REQUEST_KEYS, jsonable
@@ -99,6 +99,9 @@ class CompressionService:
         """Build every compressor and run one tiny request through each (models exported and
         sessions open before the first caller); ``ready`` turns true at the end."""
         try:
+            for name in self.config.methods:  # every method's options before any model loads
+                if name not in self._given:
+                    check_options(name, self.config.options.get(name, {}))
             for name in self.config.methods:
                 compressor = self._given.get(name) or get_compressor(
                     name, **self.config.options.get(name, {})
