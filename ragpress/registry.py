@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ragpress.base import Compressor
@@ -102,16 +102,25 @@ def factory(name: str) -> type[Compressor]:
 def accepted_options(name: str) -> set[str]:
     """Keyword arguments the compressor ``name`` takes: those of its ``__init__`` and of every
     base class ``__init__`` it hands ``**options`` on to (e.g. the model options)."""
-    accepted: set[str] = set()
-    for cls in factory(name).__mro__:
-        init = cls.__dict__.get("__init__")
+    return {
+        p.name
+        for _, parameters in _init_chain(factory(name))
+        for p in parameters
+        if p.kind in _BY_KEYWORD and p.name != "self"
+    }
+
+
+def _init_chain(cls: type) -> Iterator[tuple[type, list[inspect.Parameter]]]:
+    """Each ``__init__`` of ``cls``'s MRO that the one before hands ``**kwargs`` on to (the
+    first one, then on while each takes ``**kwargs``), with its class and parameters."""
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
         if init is None:
             continue
-        parameters = inspect.signature(init).parameters.values()
-        accepted |= {p.name for p in parameters if p.kind in _BY_KEYWORD and p.name != "self"}
+        parameters = list(inspect.signature(init).parameters.values())
+        yield klass, parameters
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-            break
-    return accepted
+            return
 
 
 def check_options(name: str, options: Mapping[str, Any]) -> None:
@@ -143,16 +152,11 @@ def check_options(name: str, options: Mapping[str, Any]) -> None:
 def _takes_unread_keywords(cls: type[Compressor]) -> bool:
     """True when an ``__init__`` outside ragpress takes ``**kwargs`` (ragpress's own hand them
     on to their base class, which ``accepted_options`` reads)."""
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        parameters = inspect.signature(init).parameters.values()
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-            return False
-        if not klass.__module__.startswith("ragpress."):
-            return True
-    return False
+    return any(
+        not klass.__module__.startswith("ragpress.")
+        and any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+        for klass, parameters in _init_chain(cls)
+    )
 
 
 def check_stage_options(
