@@ -203,7 +203,7 @@ def batch_requests(items: Sequence[BatchItem]) -> list[CompressionRequest]:
 
 def _as_request(item: BatchItem, index: int) -> CompressionRequest:
     if isinstance(item, CompressionRequest):
-        return item
+        return item.checked()
     if isinstance(item, str):
         return CompressionRequest.create(item)
     if isinstance(item, Mapping):

@@ -40,7 +40,8 @@ class StageReport:
 
 @dataclass(frozen=True)
 class CompressionRequest:
-    """One validated call: build it with :meth:`create`, which raises on bad input."""
+    """One validated call: build it with :meth:`create`, which raises on bad input (a request
+    built directly is checked the same way when it reaches ``compress_batch``: :meth:`checked`)."""
 
     documents: tuple[str, ...]
     query: str | None = None
@@ -77,6 +78,15 @@ class CompressionRequest:
                 raise ValueError(f"target_tokens must be >= 0, got {target_tokens}")
             target_tokens = int(target_tokens)
         return cls(documents, query, rate, target_tokens, is_list)
+
+    def checked(self) -> CompressionRequest:
+        """This request as :meth:`create` would have built it, or the error it would have
+        raised: for one built directly, whose fields nothing has checked (``documents`` given
+        as one str is one document, not its characters)."""
+        context: Any = self.documents
+        if isinstance(context, tuple) and len(context) == 1 and not self.is_list:
+            context = context[0]
+        return self.create(context, self.query, rate=self.rate, target_tokens=self.target_tokens)
 
     @property
     def context(self) -> str:

@@ -80,6 +80,26 @@ def test_compress_batch_matches_single_calls():
         compressor.compress_batch([{"text": "x"}])
 
 
+def test_a_request_built_directly_is_checked_like_one_from_create():
+    compressor = ragpress.get_compressor("first-k")
+    text = "one two three four five six seven eight"
+    for bad, error in [
+        (CompressionRequest((text,), rate=2.0), ValueError),
+        (CompressionRequest((text,), rate=0.5, target_tokens=3), ValueError),
+        (CompressionRequest((text, 7), is_list=True), TypeError),
+        (CompressionRequest((text,), query=b"q"), TypeError),  # type: ignore[arg-type]
+    ]:
+        with pytest.raises(error):
+            compressor.compress_batch([bad])
+    # One str as documents is one document, not one per character.
+    direct = CompressionRequest(text, rate=0.5)  # type: ignore[arg-type]
+    listed = CompressionRequest((text, "nine ten"), rate=0.5, is_list=True)
+    batch = compressor.compress_batch([direct, listed])
+    assert batch[0].text == compressor.compress(text, rate=0.5).text
+    assert batch[0].documents is None
+    assert batch[1].documents == compressor.compress([text, "nine ten"], rate=0.5).documents
+
+
 def test_target_tokenizer_variants():
     default = get_target_tokenizer()
     assert default.count("The capital of France is Paris.") == len(
