@@ -15,6 +15,14 @@ def choice(value: Any, choices: Sequence[str], name: str) -> Any:
     return value
 
 
+def boolean(value: Any, name: str) -> bool:
+    """``value`` if it is a bool (numpy's too); anything else is refused, so a truthy string
+    such as "False" is never read as True."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return bool(value)
+    raise TypeError(f"{name} must be True or False (on the CLI: -o {name}=false), got {value!r}")
+
+
 def number(
     value: Any, name: str, *, above: float | None = None, at_least: float | None = None
 ) -> float:

@@ -85,8 +85,8 @@ def _fail(error: Exception) -> NoReturn:
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
     """``key=value`` pairs as constructor keywords; values read as JSON when they parse
-    (numbers, true/false, null, ["a", "b"]), as a list at commas (``protect=code,json``), else
-    as text."""
+    (numbers, true/false, null, ["a", "b"]; Python's True, False and None too), as a list at
+    commas (``protect=code,json``), else as text."""
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -98,7 +98,13 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
+#: Python's spellings, as a user coming from the Python API types them (-o rerank=False).
+_PYTHON_CONSTANTS = {"True": True, "False": False, "None": None}
+
+
 def _option_value(value: str) -> Any:
+    if value in _PYTHON_CONSTANTS:
+        return _PYTHON_CONSTANTS[value]
     try:
         return json.loads(value)
     except json.JSONDecodeError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -72,7 +72,13 @@ class CallableTokenizer:
         self.name = name
 
     def encode(self, text: str) -> list[int]:
-        ids = list(self._function(text))
+        given = self._function(text)
+        if isinstance(given, str) or not isinstance(given, Iterable):
+            raise TypeError(
+                f"{self.name} must give a list of tokens (ids or strings), got "
+                f"{type(given).__name__}; pass a callable text -> list[int] as target_tokenizer"
+            )
+        ids = list(given)
         if not ids and any(character.isalnum() for character in text):
             # A count of 0 would let every budget pass: nothing compressed, and no sign of it.
             # (A unit of zero-width or control characters alone may rightly count 0.)
@@ -106,10 +112,10 @@ def get_target_tokenizer(spec: Any = None) -> TargetTokenizer:
     """Turn ``spec`` into a target tokenizer.
 
     ``None`` or ``"smollm2"``: the bundled default. A ``TargetTokenizer``: as is. A HF tokenizer
-    object (it has ``backend_tokenizer`` or ``encode``): wrapped. A path to a ``tokenizer.json``
-    or a folder holding one: loaded with ``tokenizers``. Any other string: a hub id or folder
-    loaded with ``transformers.AutoTokenizer`` (needs the ``export`` extra). A callable: used as
-    ``text -> list[int]``.
+    object (it has ``backend_tokenizer`` or ``encode``) or a ``tokenizers.Tokenizer``: wrapped.
+    A path to a ``tokenizer.json`` or a folder holding one: loaded with ``tokenizers``. Any other
+    string: a hub id or folder loaded with ``transformers.AutoTokenizer`` (needs the ``export``
+    extra). A callable: used as ``text -> list[int]``.
     """
     if spec is None:
         spec = DEFAULT_TOKENIZER
@@ -117,6 +123,8 @@ def get_target_tokenizer(spec: Any = None) -> TargetTokenizer:
         return _named_tokenizer(spec)
     if isinstance(spec, TargetTokenizer):
         return spec
+    if _is_rust_tokenizer(spec):  # its encode gives an Encoding, not ids
+        return FastTokenizer(spec, "tokenizers.Tokenizer")
     backend = getattr(spec, "backend_tokenizer", None)
     if backend is not None:
         return FastTokenizer(backend, getattr(spec, "name_or_path", type(spec).__name__))
@@ -157,6 +165,12 @@ def _named_tokenizer(name: str) -> TargetTokenizer:
     from ragpress.onnx.sources import pretrained
 
     return get_target_tokenizer(pretrained(AutoTokenizer, name))
+
+
+def _is_rust_tokenizer(spec: Any) -> bool:
+    from tokenizers import Tokenizer
+
+    return isinstance(spec, Tokenizer)
 
 
 def _accepts_special_tokens_flag(tokenizer: Any) -> bool:

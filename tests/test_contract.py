@@ -174,6 +174,26 @@ def test_an_unknown_option_is_a_type_error_naming_it(method: str) -> None:
         ragpress.get_compressor(method, no_such_option=1)
 
 
+#: Every on/off option of the built-in methods, as (method, option).
+SWITCHES = [
+    ("entropy", "question_aware"),
+    ("entropy", "coarse"),
+    ("entropy", "iterative"),
+    ("token-classifier", "keep_digits"),
+    ("token-classifier", "drop_consecutive"),
+    ("ib-filter", "coarse"),
+    ("relevance", "rerank"),
+    ("relevance", "partial_sentence"),
+]
+
+
+@pytest.mark.parametrize(("method", "option"), SWITCHES)
+def test_a_switch_refuses_a_truthy_string(method: str, option: str) -> None:
+    # Refused before any model loads; bool("False") would have turned the switch on.
+    with pytest.raises(TypeError, match=f"{option} must be True or False"):
+        ragpress.get_compressor(method, **{option: "False"})
+
+
 @pytest.mark.parametrize("compressor", ALL[:-1], indirect=True)  # not the pipeline
 def test_settings_rebuild_the_compressor(compressor: Compressor) -> None:
     """Each setting that is a constructor option, passed back, gives the same settings: every

@@ -56,6 +56,8 @@ def test_option_values_parse_as_json_lists_or_text():
     assert parsed == {"seed": 3, "unit": "phrase", "protect": ["code", "json"], "coarse": False}
     with pytest.raises(Exception, match="key=value"):
         parse_options(["seed"])
+    # Python's spellings too: "False" as text would be a truthy string.
+    assert parse_options(["rerank=False", "threshold=None"]) == {"rerank": False, "threshold": None}
 
 
 def test_cli_passes_method_options():

@@ -127,6 +127,22 @@ def test_hf_tokenizer_object_is_accepted():
     assert wrapped.encode("Hello world") == get_target_tokenizer().encode("Hello world")
 
 
+def test_a_rust_tokenizer_object_is_accepted_and_a_counter_is_refused():
+    from tokenizers import Tokenizer
+
+    from ragpress.tokenization import _named_tokenizer
+
+    rust = Tokenizer.from_str(_named_tokenizer("smollm2")._tokenizer.to_str())
+    wrapped = get_target_tokenizer(rust)  # its encode gives an Encoding, not ids
+    assert wrapped.encode("Hello world") == get_target_tokenizer().encode("Hello world")
+    result = ragpress.get_compressor("first-k", target_tokenizer=rust).compress(
+        "one two three four five six seven eight", rate=0.5
+    )
+    assert result.original_tokens == 8 and result.compressed_tokens <= 4
+    with pytest.raises(TypeError, match="must give a list of tokens"):
+        get_target_tokenizer(len).count("a count, not tokens")
+
+
 def test_only_one_onnxruntime_build_installed():
     assert len(installed_onnxruntime_distributions()) <= 1
 

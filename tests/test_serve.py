@@ -360,6 +360,37 @@ def test_healthz_reports_loading_until_models_are_ready():
     server.__exit__(None, None, None)
 
 
+class BrokenFirstWords(FirstWords):
+    """first-k whose model cannot load: its warm-up call raises."""
+
+    def _compress_batch(self, requests):
+        raise OSError("weights file truncated")
+
+
+def test_a_server_whose_models_failed_to_load_says_so_and_asks_no_retry():
+    service = CompressionService(
+        ServeConfig(methods=("first-k",)), compressors={"first-k": BrokenFirstWords()}
+    )
+    server = BackgroundServer(service)
+    server._thread.start()  # not entered: entering waits for a ready server
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{server.url}/healthz").json()["status"] == "failed":
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        answer = httpx.post(f"{server.url}/v1/compress", json={"context": "text"})
+    finally:
+        server.__exit__(None, None, None)
+    assert answer.status_code == 503 and "retry-after" not in answer.headers
+    assert "loading the models failed" in answer.json()["detail"]
+    assert "weights file truncated" in answer.json()["detail"]
+
+
 def test_langchain_and_llamaindex_adapters_take_a_remote_compressor(server):
     from langchain_core.documents import Document
     from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
@@ -469,6 +500,22 @@ def test_cli_serve_refuses_an_unset_key_variable():
         env={k: v for k, v in os.environ.items() if k != "RP_UNSET_VAR_X"},
     )
     assert result.returncode == 2 and "RP_UNSET_VAR_X" in result.stderr
+
+
+def test_cli_serve_stops_at_once_on_an_unknown_method():
+    command = [sys.executable, "-m", "ragpress.cli", "serve", "--methods", "first-k,nope"]
+    result = subprocess.run(
+        [*command, "--port", str(free_port())], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2 and "unknown compressor 'nope'" in result.stderr
+
+
+def test_ray_config_refuses_an_unknown_method_before_any_replica_starts():
+    pytest.importorskip("ray.serve")
+    from ragpress.serve.ray import serve_config
+
+    with pytest.raises(ValueError, match="unknown compressor 'nope'"):
+        serve_config({"methods": "relevance,nope"})
 
 
 def test_batcher_gathers_concurrent_requests_and_bounds_its_queue():

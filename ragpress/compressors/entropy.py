@@ -133,6 +133,9 @@ class EntropyCompressor(ModelCompressor):
         **options: Any,
     ) -> None:
         unit = checks.choice(unit, get_args(Unit), "unit")
+        question_aware = checks.boolean(question_aware, "question_aware")
+        coarse = checks.boolean(coarse, "coarse")
+        iterative = checks.boolean(iterative, "iterative")
         relevance = checks.number(relevance, "relevance")
         force_tokens = checks.strings(force_tokens, "force_tokens")
         if coarse:  # at least 1: the documents kept hold the budget (unused, None, otherwise)

@@ -164,6 +164,7 @@ class IBFilterCompressor(ModelCompressor):
         beta = checks.number(beta, "beta", above=0)
         floor = checks.number(floor, "floor")
         coarse_weight = checks.number(coarse_weight, "coarse_weight")
+        coarse = checks.boolean(coarse, "coarse")
         checks.choice(gain, GAINS, "gain")
         checks.choice(cost, COSTS, "cost")
         share = checks.number(share, "share")

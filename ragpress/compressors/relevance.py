@@ -171,12 +171,14 @@ class RelevanceCompressor(ModelCompressor):
         **options: Any,
     ) -> None:
         threshold = checks.fraction(threshold, "threshold", low_open=False)
+        rerank = checks.boolean(rerank, "rerank")
+        partial_sentence = checks.boolean(partial_sentence, "partial_sentence")
         reread_sentences = checks.integer(reread_sentences, "reread_sentences", at_least=0)
         max_length = checks.integer(max_length, "max_length", at_least=64)
         super().__init__(**options)
-        self.threshold, self.rerank = threshold, bool(rerank)
+        self.threshold, self.rerank = threshold, rerank
         self.max_length = self.encoder_window(max_length)
-        self.partial_sentence = bool(partial_sentence)
+        self.partial_sentence = partial_sentence
         self.reread_sentences = reread_sentences
         tokenizer = self.runner.tokenizer
         self._cls, self._sep = tokenizer.cls_token_id, tokenizer.sep_token_id

@@ -198,6 +198,8 @@ class TokenClassifierCompressor(ModelCompressor):
         self.force_tokens = checks.strings(force_tokens, "force_tokens")
         protected_spans("", force_tokens=self.force_tokens)  # validates them
         self.protect = check_protect(protect)
+        keep_digits = checks.boolean(keep_digits, "keep_digits")
+        drop_consecutive = checks.boolean(drop_consecutive, "drop_consecutive")
         if keep_digits and "numbers" not in self.protect:
             self.protect = (*self.protect, "numbers")
         self.keep_digits, self.drop_consecutive = keep_digits, drop_consecutive

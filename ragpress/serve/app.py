@@ -168,8 +168,9 @@ def _error_response(service: CompressionService, error: Exception) -> JSONRespon
         status, reason = 503, "queue_full"
         headers["Retry-After"] = str(error.retry_after)
     elif isinstance(error, NotReady):
-        status, reason = 503, "not_ready"
-        headers["Retry-After"] = "1"
+        status, reason = 503, "load_failed" if error.failed else "not_ready"
+        if not error.failed:
+            headers["Retry-After"] = "1"
     else:
         logger.error("ragpress: request failed", exc_info=error)
         status, reason = 500, "internal"

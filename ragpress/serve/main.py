@@ -40,4 +40,6 @@ def serve_command(
         if not key:
             raise ValueError(f"--api-key-env {api_key_env}: that variable is unset or empty")
         args = {**args, "api_key": key}
-    run(CompressionService(ServeConfig(**args)), host=host, port=port)
+    config = ServeConfig(**args)
+    config.check_methods()
+    run(CompressionService(config), host=host, port=port)

@@ -29,7 +29,7 @@ from ray.serve import Application
 
 from ragpress.serve.app import create_app
 from ragpress.serve.batching import BatchReport, Outcome, QueueFull, run_isolated
-from ragpress.serve.service import CompressionService, NotReady, ServeConfig
+from ragpress.serve.service import CompressionService, ServeConfig
 from ragpress.types import CompressionRequest
 
 _Item = tuple[str, CompressionRequest, float]
@@ -64,8 +64,7 @@ class RayService(CompressionService):
         self._batched.set_batch_wait_timeout_s(wait_s)  # type: ignore[attr-defined]
 
     async def submit(self, method: str, requests: list[CompressionRequest]) -> list[Outcome]:
-        if not self.ready:
-            raise NotReady("the models are still loading: retry shortly")
+        self._check_ready()
         if self._in_replica + len(requests) > self.config.max_queue:
             batches = self._in_replica / self.config.max_batch_size + 1
             retry = max(1, math.ceil(batches * self._batch_seconds))
@@ -154,7 +153,9 @@ def serve_config(options: Mapping[str, Any]) -> ServeConfig:
     unknown = set(options) - known
     if unknown:
         raise ValueError(f"unknown ragpress serve args {sorted(unknown)}; known: {sorted(known)}")
-    return ServeConfig(**options)
+    config = ServeConfig(**options)
+    config.check_methods()
+    return config
 
 
 def build(args: Mapping[str, Any] | None = None) -> Application:

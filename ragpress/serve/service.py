@@ -10,7 +10,7 @@ does not know which one it runs on.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +34,11 @@ class InvalidRequest(ValueError):
 
 
 class NotReady(RuntimeError):
-    """The models are still loading (503)."""
+    """The models are still loading, or ``failed`` to load (503; no retry then)."""
+
+    def __init__(self, message: str, *, failed: bool = False) -> None:
+        super().__init__(message)
+        self.failed = failed
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,14 @@ class ServeConfig:
             raise ValueError(f"max_body_bytes must be >= 1, got {self.max_body_bytes}")
         if self.api_key is not None and not self.api_key.strip():
             raise ValueError("api_key is empty: set the variable or leave the key out")
+
+    def check_methods(self, given: Collection[str] = ()) -> None:
+        """Refuse an unknown method or option before any model loads, so a server with a typo
+        in ``--methods`` stops at once instead of answering 503 forever (the names in ``given``
+        are served by instances passed in, not built)."""
+        for name in self.methods:
+            if name not in given:
+                check_options(name, self.options.get(name, {}))
 
 
 class CompressionService:
@@ -99,9 +111,7 @@ class CompressionService:
         """Build every compressor and run one tiny request through each (models exported and
         sessions open before the first caller); ``ready`` turns true at the end."""
         try:
-            for name in self.config.methods:  # every method's options before any model loads
-                if name not in self._given:
-                    check_options(name, self.config.options.get(name, {}))
+            self.config.check_methods(self._given)  # every method before any model loads
             for name in self.config.methods:
                 compressor = self._given.get(name) or get_compressor(
                     name, **self.config.options.get(name, {})
@@ -135,8 +145,7 @@ class CompressionService:
         """The method and validated requests of a ``/v1/compress`` (``many``: ``/batch``) body;
         raises :class:`InvalidRequest` with the library's own message (:class:`NotReady`
         while the models load: the checks read the loaded compressors)."""
-        if not self.ready:
-            raise NotReady("the models are still loading: retry shortly")
+        self._check_ready()
         if not isinstance(body, dict):
             raise InvalidRequest(f"the body must be a JSON object, got {type(body).__name__}")
         method = self._method(body.get("method"))
@@ -167,9 +176,18 @@ class CompressionService:
 
     async def submit(self, method: str, requests: list[CompressionRequest]) -> list[Outcome]:
         """Queue ``requests`` for ``method``; raises :class:`QueueFull` or :class:`NotReady`."""
+        self._check_ready()
+        return await self._batcher(method).submit(requests)
+
+    def _check_ready(self) -> None:
+        if self.load_error is not None:
+            raise NotReady(
+                f"loading the models failed ({type(self.load_error).__name__}: "
+                f"{self.load_error}); the server log has the details",
+                failed=True,
+            )
         if not self.ready:
             raise NotReady("the models are still loading: retry shortly")
-        return await self._batcher(method).submit(requests)
 
     def waiting(self, method: str) -> int:
         batcher = self._batchers.get(method)
