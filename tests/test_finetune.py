@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pytest
 
-torch = pytest.importorskip("torch")
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = pytest.importorskip("torch")
 
-from ragpress.training.finetune import batches, fit  # noqa: E402
+from ragpress.training.finetune import batches, fit
 
 
 @dataclass

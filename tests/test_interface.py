@@ -87,12 +87,12 @@ def test_a_request_built_directly_is_checked_like_one_from_create():
         (CompressionRequest((text,), rate=2.0), ValueError),
         (CompressionRequest((text,), rate=0.5, target_tokens=3), ValueError),
         (CompressionRequest((text, 7), is_list=True), TypeError),
-        (CompressionRequest((text,), query=b"q"), TypeError),  # type: ignore[arg-type]
+        (CompressionRequest((text,), query=b"q"), TypeError),
     ]:
         with pytest.raises(error):
             compressor.compress_batch([bad])
     # One str as documents is one document, not one per character.
-    direct = CompressionRequest(text, rate=0.5)  # type: ignore[arg-type]
+    direct = CompressionRequest(text, rate=0.5)
     listed = CompressionRequest((text, "nine ten"), rate=0.5, is_list=True)
     batch = compressor.compress_batch([direct, listed])
     assert batch[0].text == compressor.compress(text, rate=0.5).text

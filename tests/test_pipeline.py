@@ -130,7 +130,7 @@ def test_an_unknown_option_is_a_type_error_and_a_value_error_naming_the_options(
     with pytest.raises(ValueError, match="taken by no stage"):
         ragpress.get_compressor("first-k+random", stages=["first-k"])
     with pytest.raises(TypeError, match="method name must be a str"):
-        ragpress.get_compressor(None)  # type: ignore[arg-type]
+        ragpress.get_compressor(None)
 
 
 def test_the_order_of_stages_is_checked_before_any_is_built(monkeypatch):
