@@ -12,7 +12,7 @@ from typing import Any
 
 from ragpress._runtime_check import ensure_single_onnxruntime
 from ragpress.base import Compressor, MissingQueryError
-from ragpress.defaults import DEFAULT_METHOD, QUERY_METHOD, default_method
+from ragpress.defaults import DEFAULT_METHOD, QUERY_METHOD, default_method, method_for
 from ragpress.registry import (
     UnknownOptionError,
     available,
@@ -68,7 +68,13 @@ def compress(
                 "the compressor instance, or pass the method by name"
             )
         return method.compress(context, query, rate=rate, target_tokens=target_tokens)
-    name = method or default_method(query)
+    if method is not None and not isinstance(method, str):
+        raise TypeError(
+            f"method must be a name such as {QUERY_METHOD!r}, a Compressor or None, "
+            f"got {type(method).__name__}"
+        )
+    budgeted = rate is not None or target_tokens is not None
+    name = method_for(method, query, budgeted=budgeted)
     request = CompressionRequest.create(context, query, rate=rate, target_tokens=target_tokens)
     check_query_first(name, request)
     compressor = get_compressor(name, **options)

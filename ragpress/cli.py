@@ -17,8 +17,9 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from ragpress import QUERY_METHOD, available, default_method, get_compressor
+from ragpress import QUERY_METHOD, available, get_compressor
 from ragpress.base import Compressor, MissingQueryError
+from ragpress.defaults import method_for
 from ragpress.registry import (
     check_options,
     check_query_first,
@@ -163,7 +164,13 @@ def compress(
 ) -> None:
     """Compress a context and print it, then a one-line summary on stderr."""
     context = _documents(_read_input(source), split)
-    name = method or default_method(query)
+    try:
+        budgeted = rate is not None or target_tokens is not None
+        name = method_for(
+            method, query, budgeted=budgeted, query_argument="--query", method_argument="--method"
+        )
+    except ValueError as error:
+        _fail(error)
     compressor, result = _run(name, context, query, rate, target_tokens, option or [], html)
     documents = context if isinstance(context, list) else [context]
     if html is not None:

@@ -18,3 +18,27 @@ QUERY_METHOD = "relevance"
 def default_method(query: str | None) -> str:
     """The method to use for ``query`` when the caller names none."""
     return QUERY_METHOD if isinstance(query, str) and query.strip() else DEFAULT_METHOD
+
+
+def method_for(
+    method: str | None,
+    query: str | None,
+    *,
+    budgeted: bool,
+    query_argument: str = "query",
+    method_argument: str = "method",
+) -> str:
+    """``method``, or the default for ``query``. A budget (``budgeted``) with neither is refused:
+    the default without a question is lossless and would meet no budget, silently; the
+    arguments' names (the CLI's options) go into the message."""
+    if method is not None:
+        return method
+    name = default_method(query)
+    if budgeted and name == DEFAULT_METHOD:
+        raise ValueError(
+            f"a budget needs a lossy method, and without a question the default is the lossless "
+            f"{DEFAULT_METHOD!r}: give the question ({query_argument}; the default is then "
+            f"{QUERY_METHOD!r}), or name a method that needs none ({method_argument} "
+            "token-classifier, entropy, first-k, ...)"
+        )
+    return name

@@ -173,14 +173,11 @@ def check_stage_options(
     for name in names:
         if factory(name).name == "pipeline":
             raise ValueError(f"{name!r} is not a stage: name the stages, joined by '+'")
-    if stage_options is None:
-        stage_options = {}
-    if not isinstance(stage_options, Mapping):
-        raise TypeError(f"stage_options must map stage names to options, got {stage_options!r}")
-    unknown = set(stage_options) - set(names)
+    by_stage = stage_options_by_method(stage_options)
+    unknown = set(by_stage) - {resolve(name) for name in names}
     if unknown:
         raise ValueError(f"stage_options for {sorted(unknown)}, which are not stages: {names}")
-    for name, options in stage_options.items():
+    for name, options in by_stage.items():
         if not isinstance(options, Mapping):
             raise TypeError(f"stage_options[{name!r}] must map option names to values")
         check_options(name, options)
@@ -194,6 +191,24 @@ def check_stage_options(
             f"options {sorted(unused)} are taken by no stage of {every} (the named stages' "
             f"options: {', '.join(sorted(taken)) or 'none'}; the pipeline's: {', '.join(own)})"
         )
+
+
+def stage_options_by_method(
+    stage_options: Mapping[str, Mapping[str, Any]] | None,
+) -> dict[str, Mapping[str, Any]]:
+    """``stage_options`` keyed by registered name, so a stage named by an alias (``probe``)
+    takes options given under its name (``attention-probe``) and the other way round."""
+    if stage_options is None:
+        return {}
+    if not isinstance(stage_options, Mapping):
+        raise TypeError(f"stage_options must map stage names to options, got {stage_options!r}")
+    by_method: dict[str, Mapping[str, Any]] = {}
+    for key, options in stage_options.items():
+        method = resolve(key) if isinstance(key, str) else key
+        if method in by_method:
+            raise ValueError(f"stage_options name the stage {method!r} twice (by an alias)")
+        by_method[method] = options
+    return by_method
 
 
 def check_query_first(name: str, request: CompressionRequest) -> None:

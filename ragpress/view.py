@@ -26,8 +26,15 @@ class DocumentView:
     compressed_tokens: int
 
     @property
-    def ratio(self) -> float:
-        return self.original_tokens / self.compressed_tokens if self.compressed_tokens else 0.0
+    def ratio(self) -> str:
+        return ratio_text(self.original_tokens, self.compressed_tokens)
+
+
+def ratio_text(original: int, compressed: int) -> str:
+    """``4.00x``, or ``dropped`` where nothing was kept (the ratio is infinite there)."""
+    if compressed == 0:
+        return "dropped" if original else "1.00x"
+    return f"{original / compressed:.2f}x"
 
 
 def document_views(
@@ -66,9 +73,11 @@ def _segments(text: str, spans: list[tuple[int, int]]) -> list[tuple[str, bool]]
 
 def _headline(result: CompressionResult, query: str | None) -> str:
     asked = f' for "{query}"' if query else ""
+    ratio = ratio_text(result.original_tokens, result.compressed_tokens)
+    fewer = "all dropped" if ratio == "dropped" else f"{ratio} fewer"
     return (
         f"{result.method}{asked}: {result.original_tokens} -> {result.compressed_tokens} tokens "
-        f"({result.ratio:.2f}x fewer, {result.saved_tokens} saved) in {result.seconds:.2f} s"
+        f"({fewer}, {result.saved_tokens} saved) in {result.seconds:.2f} s"
     )
 
 
@@ -118,7 +127,7 @@ def html_view(
     views = document_views(documents, result, tokenizer)
     rows = "".join(
         f"<tr><td>{v.index + 1}</td><td>{v.original_tokens}</td><td>{v.compressed_tokens}</td>"
-        f"<td>{v.ratio:.2f}x</td></tr>"
+        f"<td>{v.ratio}</td></tr>"
         for v in views
     )
     body = []

@@ -60,6 +60,22 @@ def test_option_values_parse_as_json_lists_or_text():
     assert parse_options(["rerank=False", "threshold=None"]) == {"rerank": False, "threshold": None}
 
 
+def test_a_budget_with_neither_question_nor_method_is_refused_naming_both():
+    # The default without a question is lossless: it would have met no budget, silently.
+    with pytest.raises(ValueError, match=r"give the question \(query"):
+        ragpress.compress(["one two three four"], rate=0.5)
+    run = run_cli("compress", "-", "--rate", "0.5", stdin="one two three four")
+    assert run.returncode == 2 and "--query" in run.stderr and "--method" in run.stderr
+    named = ragpress.compress(["one two three four"], method="metatoken", rate=0.5)
+    assert named.documents == ["one two three four"]  # named, the budget does not apply
+    assert ragpress.compress(["one two three four"], "Which?", rate=0.5).method == "relevance"
+
+
+def test_a_method_that_is_neither_a_name_nor_a_compressor_is_a_type_error():
+    with pytest.raises(TypeError, match="method must be a name"):
+        ragpress.compress(["Some text."], "Which?", method=3)
+
+
 def test_cli_passes_method_options():
     text = " ".join(f"word{i}" for i in range(60))
     runs = [
@@ -144,6 +160,11 @@ def test_views_show_kept_and_dropped_text_with_per_document_figures():
     page = html_view(DOCUMENTS, result, compressor.tokenizer, QUESTION)
     assert page.startswith("<!DOCTYPE html>") and "<script" not in page and "<del>" in page
     assert f"<td>{views[0].original_tokens}</td>" in page
+    head = compressor.compress(DOCUMENTS, target_tokens=5)  # the second document: all dropped
+    assert [view.ratio for view in document_views(DOCUMENTS, head, compressor.tokenizer)][1:] == [
+        "dropped"
+    ]
+    assert "<td>dropped</td>" in html_view(DOCUMENTS, head, compressor.tokenizer, QUESTION)
 
     from rich.console import Console
 

@@ -310,8 +310,10 @@ def test_langchain_runnable_batches_in_one_call(monkeypatch, entropy):
 def test_langchain_query_aware_compressor_needs_a_question(entropy):
     from ragpress.integrations.langchain import RagpressRunnable
 
-    with pytest.raises(ValueError, match="query"):
+    with pytest.raises(ValueError, match=r"no 'question' key .* question_key="):
         RagpressRunnable(entropy).invoke({"documents": lc_sources()})
+    with pytest.raises(ValueError, match="query"):
+        RagpressRunnable(entropy).invoke({"documents": lc_sources(), "question": " "})
 
 
 def test_langchain_keep_empty_and_options():
@@ -337,6 +339,8 @@ def test_langchain_keep_empty_and_options():
         RagpressCompressor(ragpress.get_compressor("first-k"), seed=3)
     with pytest.raises(TypeError, match="Document"):
         node.invoke({"docs": ["plain text"], "q": "x"})
+    with pytest.raises(ValueError, match=r"no 'docs' key .*its keys: 'documents', 'q'"):
+        node.invoke({"documents": documents, "q": "x"})
 
 
 def test_missing_langchain_names_the_extra(monkeypatch):

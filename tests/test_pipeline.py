@@ -181,6 +181,20 @@ def test_shared_and_per_stage_options_reach_the_stages():
     assert [stage.seed for stage in pipeline.stages] == [5, 5]
 
 
+def test_stage_options_find_a_stage_by_its_name_or_an_alias():
+    by_name = ragpress.get_compressor(
+        "random+lossless", stage_options={"metatoken": {"max_run": 4}}
+    )
+    by_alias = ragpress.get_compressor(
+        "random+metatoken", stage_options={"lossless": {"max_run": 5}}
+    )
+    assert by_name.stages[1].max_run == 4 and by_alias.stages[1].max_run == 5
+    with pytest.raises(ValueError, match="twice"):
+        ragpress.get_compressor(
+            "random+metatoken", stage_options={"lossless": {}, "metatoken": {"max_run": 3}}
+        )
+
+
 @pytest.mark.real_model
 def test_probe_then_entropy_keeps_the_answer_within_budget():
     pipeline = ragpress.get_compressor("probe+entropy")

@@ -254,7 +254,7 @@ class _Plan:
 @register("metatoken", aliases=("lossless", "meta-token"))
 class MetaTokenCompressor(Compressor):
     """Lossless: ``decompress(result.text) == context`` always. Budgets do not apply (nothing is
-    dropped); ``rate`` and ``target_tokens`` are validated and recorded but not enforced."""
+    dropped); ``rate`` and ``target_tokens`` are validated, then not enforced."""
 
     def __init__(self, *, target_tokenizer=None, max_run: int = 512) -> None:
         super().__init__(target_tokenizer=target_tokenizer)

@@ -30,6 +30,8 @@ from ragpress.registry import (
     factory,
     get_compressor,
     register,
+    resolve,
+    stage_options_by_method,
 )
 from ragpress.types import (
     DOCUMENT_SEPARATOR,
@@ -63,7 +65,8 @@ class Pipeline(Compressor):
         )
         super().__init__(target_tokenizer=target_tokenizer)
         self.headroom = checks.number(headroom, "headroom", at_least=1.0)
-        self.stages = _build_stages(stages, self.tokenizer, stage_options or {}, shared_options)
+        by_method = stage_options_by_method(stage_options)
+        self.stages = _build_stages(stages, self.tokenizer, by_method, shared_options)
         lossless = [_is_lossless(stage) for stage in self.stages]
         #: Per stage, how many lossy stages follow it (None for the lossless one).
         self._later_lossy = [
@@ -201,7 +204,7 @@ def _build_stages(
             built.append(stage)
             continue
         name = stage.strip()
-        options = {"target_tokenizer": tokenizer, **stage_options.get(name, {})}
+        options = {"target_tokenizer": tokenizer, **stage_options.get(resolve(name), {})}
         for key in set(shared) & accepted_options(name):
             options.setdefault(key, shared[key])
         built.append(get_compressor(name, **options))

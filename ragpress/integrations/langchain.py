@@ -36,6 +36,7 @@ from ragpress.integrations import (
     figures,
     is_empty,
     missing_extra,
+    needs_query,
     resolve_compressor,
     validate_budget,
 )
@@ -232,11 +233,12 @@ class RagpressRunnable(_RagpressSettings, RunnableSerializable[Chunk, Chunk]):
         ]
 
     def _documents(self, input_: Chunk) -> list[Document]:
-        if not isinstance(input_, Mapping) or self.documents_key not in input_:
+        if not isinstance(input_, Mapping):
             raise TypeError(
                 f"{type(self).__name__} takes a mapping with {self.documents_key!r} and "
                 f"{self.question_key!r}, got {type(input_).__name__}"
             )
+        self._require(input_, self.documents_key, "the retrieved Documents", "documents_key")
         documents = input_[self.documents_key]
         if isinstance(documents, (str, bytes)) or not isinstance(documents, Iterable):
             raise TypeError(
@@ -246,7 +248,17 @@ class RagpressRunnable(_RagpressSettings, RunnableSerializable[Chunk, Chunk]):
         return list(documents)  # items are checked by _item
 
     def _question(self, input_: Chunk) -> str | None:
+        if needs_query(self.compressor):
+            self._require(input_, self.question_key, "the question", "question_key")
         return input_.get(self.question_key)
+
+    def _require(self, input_: Mapping[str, Any], key: str, holding: str, option: str) -> None:
+        if key not in input_:
+            raise ValueError(
+                f"{type(self).__name__}: the input has no {key!r} key ({holding}); its keys: "
+                f"{', '.join(map(repr, input_)) or 'none'}. Name the key that holds "
+                f"{holding} with {option}=..."
+            )
 
 
 def as_langchain(method: str | Compressor | None = None, **kwargs: Any) -> RagpressRunnable:
