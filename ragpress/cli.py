@@ -163,6 +163,8 @@ def compress(
     ] = None,
 ) -> None:
     """Compress a context and print it, then a one-line summary on stderr."""
+    if as_json and show:
+        _fail(ValueError("--json and --show print different views of the result: pick one"))
     context = _documents(_read_input(source), split)
     try:
         budgeted = rate is not None or target_tokens is not None
@@ -190,8 +192,11 @@ def compress(
 
         from ragpress.view import terminal_view
 
-        Console(highlight=False).print(
-            terminal_view(documents, result, compressor.tokenizer, query)
+        console = Console(highlight=False)
+        console.print(
+            terminal_view(
+                documents, result, compressor.tokenizer, query, colour=console.is_terminal
+            )
         )
     else:
         _write_text(result)
@@ -339,7 +344,10 @@ app.add_typer(models_app, name="models")
 @models_app.command("prepare")
 def models_prepare(
     name: Annotated[str, typer.Argument(help="Catalogue name, folder or hub id.")],
-    role: Annotated[str | None, typer.Option(help="nll or token-logits.")] = None,
+    role: Annotated[
+        str | None,
+        typer.Option(help="A role of the model (`ragpress models list`); default: its first."),
+    ] = None,
     variant: Annotated[
         list[str], typer.Option("--variant", "-v", help="fp32, int8, fp16 (repeatable).")
     ] = ["fp32", "int8"],  # noqa: B006 - typer reads the default, nothing mutates it

@@ -86,9 +86,12 @@ def terminal_view(
     result: CompressionResult,
     tokenizer: TargetTokenizer,
     query: str | None = None,
+    *,
+    colour: bool = True,
 ) -> Any:
     """A rich renderable: each document with kept text bright, dropped text dim red and
-    struck through, under a line of its figures; the totals last."""
+    struck through, under a line of its figures; the totals last. Without ``colour`` (output
+    to a file or a pipe, where styles are dropped) dropped text is wrapped in ``[-...-]``."""
     from rich.console import Group
     from rich.rule import Rule
     from rich.text import Text
@@ -99,10 +102,14 @@ def terminal_view(
         parts.append(Rule(Text(f"{figures} tokens", style="bold cyan"), align="left", style="cyan"))
         body = Text()
         for segment, kept in view.segments:
-            body.append(segment, style="bold green" if kept else "dim red strike")
+            if kept or colour:
+                body.append(segment, style="bold green" if kept else "dim red strike")
+            else:
+                body.append(f"[-{segment}-]")
         parts.append(body)
     parts += [Rule(style="cyan"), Text(_headline(result, query), style="bold")]
-    parts.append(Text("kept: bold green; dropped: dim red, struck through", style="dim"))
+    legend = "bold green; dropped: dim red, struck through" if colour else "as is; dropped: [-...-]"
+    parts.append(Text(f"kept: {legend}", style="dim"))
     return Group(*parts)
 
 

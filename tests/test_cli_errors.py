@@ -93,6 +93,11 @@ def test_a_pipeline_option_no_stage_takes_is_refused_with_their_options():
     ), run.stderr
 
 
+def test_json_and_show_together_are_refused():
+    run = run_cli("compress", "-", "-m", "first-k", "--json", "--show", stdin=TEXT)
+    assert run.returncode == 2 and "--json and --show" in run.stderr and run.stdout == ""
+
+
 def test_a_missing_query_names_the_query_option():
     run = run_cli("compress", "-", "-m", "relevance", stdin=TEXT)
     assert run.returncode == 2 and "Traceback" not in run.stderr

@@ -174,6 +174,11 @@ def test_views_show_kept_and_dropped_text_with_per_document_figures():
     )
     shown = screen.getvalue()
     assert "\x1b[" in shown and "document 2" in shown and "tokens" in shown
+    plain = io.StringIO()  # a pipe: no styles, so the dropped text is marked in the text
+    Console(file=plain, width=100).print(
+        terminal_view(DOCUMENTS, head, compressor.tokenizer, QUESTION, colour=False)
+    )
+    assert f"[-{DOCUMENTS[1]}-]" in plain.getvalue() and "\x1b[" not in plain.getvalue()
 
 
 def test_cli_writes_an_html_view(tmp_path):
