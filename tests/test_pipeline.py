@@ -181,6 +181,14 @@ def test_shared_and_per_stage_options_reach_the_stages():
     assert [stage.seed for stage in pipeline.stages] == [5, 5]
 
 
+def test_without_a_budget_each_stage_keeps_what_it_keeps_alone():
+    words = " ".join(f"w{i}" for i in range(200))
+    first, second = ragpress.get_compressor("random+first-k", seed=3).compress(words).stages
+    alone = ragpress.get_compressor("random", seed=3).compress(words)
+    assert first.output_tokens == alone.compressed_tokens < first.input_tokens  # its own 0.5
+    assert second.output_tokens == pytest.approx(second.input_tokens / 2, abs=2)
+
+
 def test_stage_options_find_a_stage_by_its_name_or_an_alias():
     by_name = ragpress.get_compressor(
         "random+lossless", stage_options={"metatoken": {"max_run": 4}}

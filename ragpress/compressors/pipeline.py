@@ -5,8 +5,9 @@ sentence filter drop whole sentences, then prunes words inside what is left. The
 budget B (from ``rate`` or ``target_tokens``, in the target tokenizer) is handed down: a lossy
 stage with k lossy stages after it may keep ``headroom**k`` x B tokens, so the last lossy stage
 meets B itself and every earlier one leaves it room to choose. A stage that finds its input
-already within its allowance keeps it whole. A lossless stage (``metatoken``) may only come last:
-it packs what the lossy stages kept, and its ``decompress`` restores that text.
+already within its allowance keeps it whole. Without a budget each stage keeps, in turn, what it
+keeps alone (its own default rate, or its threshold). A lossless stage (``metatoken``) may only
+come last: it packs what the lossy stages kept, and its ``decompress`` restores that text.
 
 All requests of a batch go through each stage in one ``compress_batch`` call. The result's
 ``kept_spans`` point into the original input (each stage's spans are mapped back through the
@@ -72,10 +73,11 @@ class Pipeline(Compressor):
         self._later_lossy = [
             None if lossless[i] else lossless[i + 1 :].count(False) for i in range(len(lossless))
         ]
-        lossy = [stage for stage, packs in zip(self.stages, lossless, strict=True) if not packs]
         self.requires_query = any(stage.requires_query for stage in self.stages)
-        # Without a budget, the overall one comes from the last lossy stage's default.
-        self.default_rate = lossy[-1].default_rate
+        # Without a budget there is no overall one: each stage keeps, in turn, what it keeps
+        # alone (its own default rate or threshold). An overall default from the last stage
+        # gave the first the whole text (headroom x B >= the input), so it dropped nothing.
+        self.default_rate = None
         self.name = PIPELINE_SEPARATOR.join(stage.name for stage in self.stages)
 
     @staticmethod
