@@ -58,7 +58,8 @@ def compress(
     """One call: build the compressor ``method`` with ``options`` and compress ``context``.
 
     ``method`` is a name, a compressor instance (then no ``options``), or None: the query-aware
-    default (``QUERY_METHOD``) when a query is given, else the lossless ``DEFAULT_METHOD``.
+    default (``QUERY_METHOD``) when a query is given, else the lossless ``DEFAULT_METHOD``,
+    which keeps every token, so a budget without a query or a method is refused (ValueError).
     The request is checked before the compressor is built, so a bad call fails at once, not
     after a model is loaded (or exported on first use)."""
     if isinstance(method, Compressor):
@@ -73,9 +74,11 @@ def compress(
             f"method must be a name such as {QUERY_METHOD!r}, a Compressor or None, "
             f"got {type(method).__name__}"
         )
-    budgeted = rate is not None or target_tokens is not None
-    name = method_for(method, query, budgeted=budgeted)
     request = CompressionRequest.create(context, query, rate=rate, target_tokens=target_tokens)
+    if request.is_empty:  # passed through by any method: no budget to meet
+        name = method or default_method(query)
+    else:
+        name = method_for(method, query, rate, target_tokens)
     check_query_first(name, request)
     compressor = get_compressor(name, **options)
     return compressor.compress(context, query, rate=rate, target_tokens=target_tokens)

@@ -8,6 +8,8 @@ import numbers
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
+
 
 def choice(value: Any, choices: Sequence[str], name: str) -> Any:
     if value not in choices:
@@ -16,9 +18,11 @@ def choice(value: Any, choices: Sequence[str], name: str) -> Any:
 
 
 def boolean(value: Any, name: str) -> bool:
-    """``value`` if it is a bool (numpy's too); anything else is refused, so a truthy string
-    such as "False" is never read as True."""
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    """``value`` as a bool: a bool (numpy's too) or the int 0 or 1. Anything else is refused,
+    so a truthy string such as "False" is never read as True."""
+    if isinstance(value, (bool, np.bool_)) or (
+        isinstance(value, numbers.Integral) and value in (0, 1)
+    ):
         return bool(value)
     raise TypeError(f"{name} must be True or False (on the CLI: -o {name}=false), got {value!r}")
 

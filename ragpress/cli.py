@@ -165,14 +165,13 @@ def compress(
     """Compress a context and print it, then a one-line summary on stderr."""
     if as_json and show:
         _fail(ValueError("--json and --show print different views of the result: pick one"))
-    context = _documents(_read_input(source), split)
-    try:
-        budgeted = rate is not None or target_tokens is not None
+    try:  # before the input is read: stdin may be a terminal, typed by hand
         name = method_for(
-            method, query, budgeted=budgeted, query_argument="--query", method_argument="--method"
+            method, query, rate, target_tokens, query_argument="--query", method_argument="--method"
         )
     except ValueError as error:
         _fail(error)
+    context = _documents(_read_input(source), split)
     compressor, result = _run(name, context, query, rate, target_tokens, option or [], html)
     documents = context if isinstance(context, list) else [context]
     if html is not None:
@@ -195,7 +194,11 @@ def compress(
         console = Console(highlight=False)
         console.print(
             terminal_view(
-                documents, result, compressor.tokenizer, query, colour=console.is_terminal
+                documents,
+                result,
+                compressor.tokenizer,
+                query,
+                colour=console.color_system is not None,  # none on a pipe or with TERM=dumb
             )
         )
     else:

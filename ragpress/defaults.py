@@ -6,6 +6,8 @@ lossless ``metatoken``), since a lossy method cannot know what matters.
 
 from __future__ import annotations
 
+from ragpress.types import CompressionRequest
+
 #: The method when no question is given: lossless, nothing lost.
 DEFAULT_METHOD = "metatoken"
 #: The method when a question is given: the relevance pruner, one MiniLM cross-encoder pass.
@@ -23,18 +25,20 @@ def default_method(query: str | None) -> str:
 def method_for(
     method: str | None,
     query: str | None,
+    rate: float | None = None,
+    target_tokens: int | None = None,
     *,
-    budgeted: bool,
     query_argument: str = "query",
     method_argument: str = "method",
 ) -> str:
-    """``method``, or the default for ``query``. A budget (``budgeted``) with neither is refused:
+    """``method``, or (None or "") the default for ``query``. A budget with neither is refused:
     the default without a question is lossless and would meet no budget, silently; the
     arguments' names (the CLI's options) go into the message."""
-    if method is not None:
+    if method:
         return method
+    CompressionRequest.create("", rate=rate, target_tokens=target_tokens)  # a bad value first
     name = default_method(query)
-    if budgeted and name == DEFAULT_METHOD:
+    if (rate is not None or target_tokens is not None) and name == DEFAULT_METHOD:
         raise ValueError(
             f"a budget needs a lossy method, and without a question the default is the lossless "
             f"{DEFAULT_METHOD!r}: give the question ({query_argument}; the default is then "

@@ -10,7 +10,8 @@ from ``GET /v1/methods`` (whether it needs a query, its settings, the target tok
 adapters that check these up front see the server's compressor. A 503 (queue full, models
 loading) or a refused connection is retried with exponential backoff, waiting at least what
 the server's ``Retry-After`` asks; errors map back to the library's own: 422 raises the
-``ValueError`` / ``TypeError`` the server's compressor raised, with its message.
+``ValueError`` / ``TypeError`` the server's compressor raised, with its message, and a server
+whose models failed to load (503, ``"error": "LoadFailed"``) a ``RuntimeError`` at once.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ragpress.base import BatchItem, Compressor, batch_requests
-from ragpress.serve.wire import result_from_wire
+from ragpress.serve.wire import LOAD_FAILED, result_from_wire
 from ragpress.types import CompressionRequest, CompressionResult
 
 try:
@@ -197,7 +198,7 @@ class RemoteCompressor(Compressor):
                     raise ServerBusy(f"cannot reach the ragpress server at {self.url}") from error
                 time.sleep(self._delay(attempt, None))
                 continue
-            if response.status_code != 503 or attempt == self.retries:
+            if not _retried(response) or attempt == self.retries:
                 return response
             time.sleep(self._delay(attempt, response))
         raise AssertionError("unreachable")
@@ -211,7 +212,7 @@ class RemoteCompressor(Compressor):
                     raise ServerBusy(f"cannot reach the ragpress server at {self.url}") from error
                 await asyncio.sleep(self._delay(attempt, None))
                 continue
-            if response.status_code != 503 or attempt == self.retries:
+            if not _retried(response) or attempt == self.retries:
                 return response
             await asyncio.sleep(self._delay(attempt, response))
         raise AssertionError("unreachable")
@@ -241,6 +242,18 @@ def _body(request: CompressionRequest) -> dict[str, Any]:
     }
 
 
+def _retried(response: httpx.Response) -> bool:
+    """A 503 that may pass: a full queue or models still loading, not models that failed."""
+    return response.status_code == 503 and _error_kind(response) != LOAD_FAILED
+
+
+def _error_kind(response: httpx.Response) -> str | None:
+    try:
+        return response.json().get("error")
+    except ValueError:
+        return None
+
+
 def _raise_for(response: httpx.Response, url: str) -> None:
     """The library's own exception for an error response."""
     if response.is_success:
@@ -257,6 +270,8 @@ def _raise_for(response: httpx.Response, url: str) -> None:
         raise PermissionError(f"{url}: {detail} (pass api_key= or api_key_env=)")
     if status == 413:
         raise ValueError(f"{detail}: send fewer or shorter documents per call")
+    if status == 503 and kind == LOAD_FAILED:
+        raise RuntimeError(f"{url} cannot serve: {detail}")
     if status == 503:
         raise ServerBusy(f"{url} is busy after every retry: {detail}")
     raise RuntimeError(f"{url} answered {status}: {detail}")

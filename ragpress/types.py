@@ -82,10 +82,11 @@ class CompressionRequest:
     def checked(self) -> CompressionRequest:
         """This request as :meth:`create` would have built it, or the error it would have
         raised: for one built directly, whose fields nothing has checked (``documents`` given
-        as one str is one document, not its characters)."""
+        as one str is one document, not its characters). ``is_list`` follows the documents:
+        one document without it stays one text, several are a list whatever it says."""
         context: Any = self.documents
-        if isinstance(context, tuple) and len(context) == 1 and not self.is_list:
-            context = context[0]
+        if isinstance(context, Sequence) and not isinstance(context, str) and len(context) == 1:
+            context = context if self.is_list else context[0]
         return self.create(context, self.query, rate=self.rate, target_tokens=self.target_tokens)
 
     @property

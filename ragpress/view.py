@@ -8,6 +8,7 @@ token counts in the target tokenizer.
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,15 +27,16 @@ class DocumentView:
     compressed_tokens: int
 
     @property
-    def ratio(self) -> str:
-        return ratio_text(self.original_tokens, self.compressed_tokens)
+    def ratio(self) -> float:
+        """As ``CompressionResult.ratio``: infinite where the whole document was dropped."""
+        if self.compressed_tokens == 0:
+            return math.inf if self.original_tokens else 1.0
+        return self.original_tokens / self.compressed_tokens
 
 
-def ratio_text(original: int, compressed: int) -> str:
-    """``4.00x``, or ``dropped`` where nothing was kept (the ratio is infinite there)."""
-    if compressed == 0:
-        return "dropped" if original else "1.00x"
-    return f"{original / compressed:.2f}x"
+def ratio_text(ratio: float) -> str:
+    """``4.00x``, or ``dropped`` where nothing was kept (an infinite ratio)."""
+    return "dropped" if math.isinf(ratio) else f"{ratio:.2f}x"
 
 
 def document_views(
@@ -73,8 +75,7 @@ def _segments(text: str, spans: list[tuple[int, int]]) -> list[tuple[str, bool]]
 
 def _headline(result: CompressionResult, query: str | None) -> str:
     asked = f' for "{query}"' if query else ""
-    ratio = ratio_text(result.original_tokens, result.compressed_tokens)
-    fewer = "all dropped" if ratio == "dropped" else f"{ratio} fewer"
+    fewer = "all dropped" if math.isinf(result.ratio) else f"{ratio_text(result.ratio)} fewer"
     return (
         f"{result.method}{asked}: {result.original_tokens} -> {result.compressed_tokens} tokens "
         f"({fewer}, {result.saved_tokens} saved) in {result.seconds:.2f} s"
@@ -134,7 +135,7 @@ def html_view(
     views = document_views(documents, result, tokenizer)
     rows = "".join(
         f"<tr><td>{v.index + 1}</td><td>{v.original_tokens}</td><td>{v.compressed_tokens}</td>"
-        f"<td>{v.ratio}</td></tr>"
+        f"<td>{ratio_text(v.ratio)}</td></tr>"
         for v in views
     )
     body = []

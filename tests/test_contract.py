@@ -22,9 +22,11 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
+import numpy as np
 import pytest
 
 import ragpress
+from ragpress import checks
 from ragpress.base import Compressor
 from ragpress.integrations import check_query, needs_query
 from ragpress.registry import accepted_options, available, factory
@@ -192,6 +194,17 @@ def test_a_switch_refuses_a_truthy_string(method: str, option: str) -> None:
     # Refused before any model loads; bool("False") would have turned the switch on.
     with pytest.raises(TypeError, match=f"{option} must be True or False"):
         ragpress.get_compressor(method, **{option: "False"})
+
+
+@pytest.mark.parametrize("value", [True, False, np.True_, np.False_, 0, 1, np.int64(1)], ids=repr)
+def test_a_switch_takes_bools_numpy_bools_and_0_or_1(value: object) -> None:
+    assert checks.boolean(value, "rerank") is bool(value)
+
+
+@pytest.mark.parametrize("value", [2, -1, 1.0, None, "true"], ids=repr)
+def test_a_switch_refuses_other_values(value: object) -> None:
+    with pytest.raises(TypeError, match="rerank must be True or False"):
+        checks.boolean(value, "rerank")
 
 
 @pytest.mark.parametrize("compressor", ALL[:-1], indirect=True)  # not the pipeline

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -69,6 +70,8 @@ def test_a_budget_with_neither_question_nor_method_is_refused_naming_both():
     named = ragpress.compress(["one two three four"], method="metatoken", rate=0.5)
     assert named.documents == ["one two three four"]  # named, the budget does not apply
     assert ragpress.compress(["one two three four"], "Which?", rate=0.5).method == "relevance"
+    assert ragpress.compress("", rate=0.5).text == ""  # empty input passes through, as documented
+    assert ragpress.compress("one two", method="").method == "metatoken"  # "": the default
 
 
 def test_a_method_that_is_neither_a_name_nor_a_compressor_is_a_type_error():
@@ -162,7 +165,7 @@ def test_views_show_kept_and_dropped_text_with_per_document_figures():
     assert f"<td>{views[0].original_tokens}</td>" in page
     head = compressor.compress(DOCUMENTS, target_tokens=5)  # the second document: all dropped
     assert [view.ratio for view in document_views(DOCUMENTS, head, compressor.tokenizer)][1:] == [
-        "dropped"
+        math.inf
     ]
     assert "<td>dropped</td>" in html_view(DOCUMENTS, head, compressor.tokenizer, QUESTION)
 

@@ -341,7 +341,7 @@ def test_healthz_reports_loading_until_models_are_ready():
     service = CompressionService(config, compressors={"first-k": gated})
     port = free_port()
     server = BackgroundServer(service, port=port)
-    server._thread.start()
+    server.start()
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -354,10 +354,12 @@ def test_healthz_reports_loading_until_models_are_ready():
     assert health.status_code == 503 and health.json()["status"] == "loading"
     early = httpx.post(f"{url}/v1/compress", json={"context": "too early"})
     assert early.status_code == 503 and early.headers["retry-after"] == "1"
+    described = httpx.get(f"{url}/v1/methods")  # a RemoteCompressor built now waits
+    assert described.status_code == 503 and described.headers["retry-after"] == "1"
     gated.gate.set()
     wait_ready(url, 30)
     assert httpx.post(f"{url}/v1/compress", json={"context": "now"}).status_code == 200
-    server.__exit__(None, None, None)
+    server.stop()
 
 
 class BrokenFirstWords(FirstWords):
@@ -367,12 +369,12 @@ class BrokenFirstWords(FirstWords):
         raise OSError("weights file truncated")
 
 
-def test_a_server_whose_models_failed_to_load_says_so_and_asks_no_retry():
+def test_a_server_whose_models_failed_to_load_says_so_and_is_not_retried():
     service = CompressionService(
         ServeConfig(methods=("first-k",)), compressors={"first-k": BrokenFirstWords()}
     )
     server = BackgroundServer(service)
-    server._thread.start()  # not entered: entering waits for a ready server
+    server.start()  # not entered: entering waits for a ready server
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -384,9 +386,14 @@ def test_a_server_whose_models_failed_to_load_says_so_and_asks_no_retry():
             assert time.monotonic() < deadline
             time.sleep(0.1)
         answer = httpx.post(f"{server.url}/v1/compress", json={"context": "text"})
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match="weights file truncated"):
+            RemoteCompressor(server.url, "first-k", retries=3, backoff=2.0)
+        assert time.monotonic() - started < 2.0  # no backoff: a retry would wait 1 s or more
     finally:
-        server.__exit__(None, None, None)
+        server.stop()
     assert answer.status_code == 503 and "retry-after" not in answer.headers
+    assert answer.json()["error"] == "LoadFailed"
     assert "loading the models failed" in answer.json()["detail"]
     assert "weights file truncated" in answer.json()["detail"]
 
@@ -505,7 +512,7 @@ def test_cli_serve_refuses_an_unset_key_variable():
 def test_cli_serve_stops_at_once_on_an_unknown_method():
     command = [sys.executable, "-m", "ragpress.cli", "serve", "--methods", "first-k,nope"]
     result = subprocess.run(
-        [*command, "--port", str(free_port())], capture_output=True, text=True, timeout=120
+        [*command, "--port", str(free_port())], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2 and "unknown compressor 'nope'" in result.stderr
 

@@ -6,13 +6,15 @@ Routes:
   "method"?}`` -> the ``CompressionResult`` as JSON (``ragpress.serve.wire``); headers
   ``x-ragpress-batch-size`` and ``x-ragpress-queue-ms`` say how it was served.
 * ``POST /v1/compress/batch``: ``{"items": [request, ...], "method"?}`` -> ``{"results": [...]}``.
-* ``GET /v1/methods``: the served methods, their flags and settings, the limits.
+* ``GET /v1/methods``: the served methods, their flags and settings, the limits (503 like
+  ``/v1/compress`` until the models are loaded).
 * ``GET /healthz``: 200 once every model is loaded, 503 before (the only route without key).
 * ``GET /metrics``: Prometheus text.
 
 Status codes: 401 missing or wrong bearer key (when the server has one), 413 body over
 ``max_body_bytes``, 422 bad input (the library's own message, and its exception type under
-``"error"``), 503 with ``Retry-After`` when the queue is full or the models are loading.
+``"error"``), 503 with ``Retry-After`` when the queue is full or the models are loading, and
+503 with ``"error": "LoadFailed"`` and no ``Retry-After`` when they failed to load.
 """
 
 from __future__ import annotations
@@ -78,8 +80,14 @@ def create_app(service: ServiceSource, *, load_in_background: bool = True) -> Fa
         return await _compress(request, many=True)
 
     @app.get("/v1/methods")
-    async def methods(request: Request) -> dict[str, Any]:
-        return _service(request).describe()
+    async def methods(request: Request) -> Response:
+        """The served methods (503 until they are loaded: a client built meanwhile waits)."""
+        current = _service(request)
+        try:
+            current.check_ready()
+        except NotReady as error:
+            return _error_response(current, error)
+        return JSONResponse(current.describe())
 
     @app.get("/healthz")
     async def healthz(request: Request) -> Response:

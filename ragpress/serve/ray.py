@@ -64,7 +64,7 @@ class RayService(CompressionService):
         self._batched.set_batch_wait_timeout_s(wait_s)  # type: ignore[attr-defined]
 
     async def submit(self, method: str, requests: list[CompressionRequest]) -> list[Outcome]:
-        self._check_ready()
+        self.check_ready()
         if self._in_replica + len(requests) > self.config.max_queue:
             batches = self._in_replica / self.config.max_batch_size + 1
             retry = max(1, math.ceil(batches * self._batch_seconds))

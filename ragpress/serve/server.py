@@ -67,9 +67,17 @@ class BackgroundServer:
         return f"http://{self.host}:{self.port}"
 
     def __enter__(self) -> BackgroundServer:
-        self._thread.start()
+        self.start()
         wait_ready(self.url, self.ready_timeout, lambda: self.service.load_error)
         return self
+
+    def start(self) -> None:
+        """Serve in the background without waiting for the models (``with`` waits for them)."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
 
     def __exit__(
         self,
@@ -77,8 +85,7 @@ class BackgroundServer:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=30)
+        self.stop()
 
 
 def wait_ready(url: str, timeout: float, failed: object = None) -> None:

@@ -19,7 +19,7 @@ from ragpress.defaults import QUERY_METHOD
 from ragpress.registry import check_options, get_compressor
 from ragpress.serve.batching import Batcher, Outcome, QueueFull
 from ragpress.serve.metrics import Metrics
-from ragpress.serve.wire import REQUEST_KEYS, jsonable
+from ragpress.serve.wire import LOAD_FAILED, REQUEST_KEYS, jsonable
 from ragpress.types import CompressionRequest
 
 DEFAULT_MAX_BODY_BYTES = 8 * 2**20
@@ -39,6 +39,7 @@ class NotReady(RuntimeError):
     def __init__(self, message: str, *, failed: bool = False) -> None:
         super().__init__(message)
         self.failed = failed
+        self.kind = LOAD_FAILED if failed else "NotReady"
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ class CompressionService:
         """The method and validated requests of a ``/v1/compress`` (``many``: ``/batch``) body;
         raises :class:`InvalidRequest` with the library's own message (:class:`NotReady`
         while the models load: the checks read the loaded compressors)."""
-        self._check_ready()
+        self.check_ready()
         if not isinstance(body, dict):
             raise InvalidRequest(f"the body must be a JSON object, got {type(body).__name__}")
         method = self._method(body.get("method"))
@@ -176,10 +177,11 @@ class CompressionService:
 
     async def submit(self, method: str, requests: list[CompressionRequest]) -> list[Outcome]:
         """Queue ``requests`` for ``method``; raises :class:`QueueFull` or :class:`NotReady`."""
-        self._check_ready()
+        self.check_ready()
         return await self._batcher(method).submit(requests)
 
-    def _check_ready(self) -> None:
+    def check_ready(self) -> None:
+        """Raise :class:`NotReady` until every model is loaded (``failed`` if loading did)."""
         if self.load_error is not None:
             raise NotReady(
                 f"loading the models failed ({type(self.load_error).__name__}: "

@@ -15,6 +15,9 @@ from typing import Any
 
 from ragpress.types import CompressionResult, ScoredSpan, Span, StageReport
 
+#: The ``"error"`` of a 503 from a server whose models failed to load: clients do not retry it.
+LOAD_FAILED = "LoadFailed"
+
 #: The keys one request may carry (those of ``Compressor.compress``), plus ``method``.
 REQUEST_KEYS = ("context", "query", "rate", "target_tokens")
 
