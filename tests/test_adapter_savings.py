@@ -105,7 +105,7 @@ def test_input_keys_are_configurable():
     out = node.invoke({"docs": documents(), "input": QUESTION, "other": 1})
     assert out["other"] == 1 and out["input"] == QUESTION
     assert sum(len(d.page_content) for d in out["docs"]) < sum(map(len, TEXTS))
-    with pytest.raises(TypeError, match="'docs'"):
+    with pytest.raises(ValueError, match="'docs'"):
         node.invoke({"documents": documents(), "input": QUESTION})
 
 
